@@ -1,0 +1,37 @@
+//! Ordo's event store: an append-only log of events in streams, with per-stream
+//! optimistic concurrency and a global order (`$all`) that readers follow without
+//! ever skipping an event, on SQLite (embedded) and PostgreSQL (production).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ordo_store::StoreError> {
+//! use ordo_store::{connect, AppendRequest, ExpectedVersion, NewEvent, StreamId};
+//! let store = connect("sqlite://data/demo.db").await?;
+//! let stream = StreamId::new("order-1")?;
+//! let event = NewEvent::new("OrderCreated", serde_json::json!({"customer_id": "c-1"}));
+//! store.append(AppendRequest::new(stream.clone(), ExpectedVersion::NoStream, vec![event])).await?;
+//! let events = store.read_stream(&stream, 1, 100).await?;
+//! # Ok(()) }
+//! ```
+
+mod connect;
+mod error;
+mod event;
+pub mod postgres;
+mod rows;
+mod signal;
+pub mod sqlite;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connect::{connect, default_database_url, DatabaseUrl};
+pub use error::StoreError;
+pub use event::{
+    AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StreamId, Version, MAX_EVENTS_PER_APPEND, MAX_STREAM_ID_CHARS,
+};
+pub use signal::EventSignal;
+pub use store::{
+    AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
+    StoredIdempotency,
+};

@@ -1,0 +1,291 @@
+//! The PostgreSQL backend: production, and the way to scale out (many `ordo serve`
+//! nodes on one database). Appends are one statement (one round trip); readers of
+//! `$all` follow the transaction-id watermark described in the migration and in
+//! `ARCHITECTURE.md`; new events are announced by a coalesced `NOTIFY`.
+
+mod append;
+mod notify;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::rows::{
+    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS,
+    IDEMPOTENCY_COLUMNS,
+};
+use crate::signal::SignalSender;
+use crate::{
+    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord,
+    Position, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
+};
+pub use append::OpenAppend;
+use notify::Notifier;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Upper bound of readable positions: `xmin` of the statement's snapshot, shifted like
+/// positions are. Every transaction below it has finished; every later one will get a
+/// larger transaction id, hence larger positions.
+const WATERMARK: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+
+/// Tunables of the PostgreSQL store.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 32,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL event store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    signal: Arc<SignalSender>,
+    notifier: Notifier,
+}
+
+impl PostgresStore {
+    /// Connects with default options, applies migrations and starts listening for
+    /// other nodes' appends.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let connect =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidDatabaseUrl {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Database(inner) => StoreError::Unavailable(inner),
+                other => other,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        let signal = Arc::new(SignalSender::new());
+        let notifier = Notifier::start(pool.clone(), Arc::clone(&signal)).await?;
+        Ok(Self {
+            pool,
+            signal,
+            notifier,
+        })
+    }
+
+    /// The connection pool, for read models that live in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Tells this process's readers and other nodes that new events were committed.
+    fn announce(&self) {
+        self.signal.notify();
+        self.notifier.poke();
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+/// A `$all` query: `$1` is the position to read after, `$2` the filter's values when
+/// it has any; `tail` may use the next placeholder, which [`next_param`] names.
+fn read_all_sql(filter: &EventFilter, select: &str, tail: &str) -> String {
+    let narrowing = match filter {
+        EventFilter::All => "",
+        EventFilter::Categories(_) => " AND category = ANY($2)",
+        EventFilter::EventTypes(_) => " AND event_type = ANY($2)",
+    };
+    let tail = tail.replace("$next", next_param(filter));
+    format!("SELECT {select} FROM events WHERE position > $1 AND position < {WATERMARK}{narrowing}{tail}")
+}
+
+fn next_param(filter: &EventFilter) -> &'static str {
+    match filter {
+        EventFilter::All => "$2",
+        _ => "$3",
+    }
+}
+
+/// Binds the filter's values, if it has any, to the query's `$2`.
+fn bind_filter<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    filter: &'q EventFilter,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    match filter {
+        EventFilter::All => query,
+        EventFilter::Categories(values) | EventFilter::EventTypes(values) => query.bind(values),
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        request.validate()?;
+        let result = append::append(&self.pool, &request).await?;
+        self.announce();
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from_version: Version,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // No watermark here: a stream's versions are contiguous and committed
+        // atomically per append, so its readers can never skip anything.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
+        );
+        let rows: Vec<EventRow> = sqlx::query_as(&sql)
+            .bind(stream_id.as_str())
+            .bind(to_db(from_version)?)
+            .bind(limit(max))
+            .fetch_all(&self.pool)
+            .await?;
+        rows::into_events(rows)
+    }
+
+    async fn stream_version(&self, stream_id: &StreamId) -> Result<Version, StoreError> {
+        append::stream_version(&self.pool, stream_id.as_str()).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = read_all_sql(filter, EVENT_COLUMNS, " ORDER BY position LIMIT $next");
+        let rows: Vec<EventRow> = bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter)
+            .bind(limit(max))
+            .fetch_all(&self.pool)
+            .await?;
+        rows::into_events(rows)
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let sql =
+            format!("SELECT coalesce(max(position), 0) FROM events WHERE position < {WATERMARK}");
+        let head: i64 = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
+        from_db(head)
+    }
+
+    async fn count_after(&self, after: Position, filter: &EventFilter) -> Result<u64, StoreError> {
+        let sql = read_all_sql(filter, "count(*)", "");
+        let (count,): (i64,) = bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter)
+            .fetch_one(&self.pool)
+            .await?;
+        from_db(count)
+    }
+
+    fn subscribe(&self) -> EventSignal {
+        self.signal.subscribe()
+    }
+
+    async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError> {
+        record.validate()?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&record.scope)
+        .bind(&record.key)
+        .bind(&record.fingerprint)
+        .bind(Json(&record.outcome))
+        .bind(record.expires_at)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if crate::error::is_unique_violation(&e, append::IDEMPOTENCY_PKEY) => {
+                Err(StoreError::IdempotencyKeyExists {
+                    scope: record.scope,
+                    key: record.key,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn find_idempotency(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        let sql = format!(
+            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2"
+        );
+        let row: Option<IdempotencyRow> = sqlx::query_as(&sql)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(StoredIdempotency::try_from).transpose()
+    }
+
+    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, version, state_schema, state) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             state_schema = excluded.state_schema, state = excluded.state, saved_at = now() \
+             WHERE excluded.version > snapshots.version",
+        )
+        .bind(snapshot.stream_id.as_str())
+        .bind(to_db(snapshot.version)?)
+        .bind(i32::try_from(snapshot.state_schema).map_err(|_| StoreError::InvalidAppend {
+            reason: format!("state schema {} is out of range", snapshot.state_schema),
+        })?)
+        .bind(Json(&snapshot.state))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let row: Option<SnapshotRow> = sqlx::query_as(
+            "SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1",
+        )
+        .bind(stream_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(Snapshot::try_from).transpose()
+    }
+}

@@ -1,0 +1,3 @@
+//! The conformance suite on both backends (PostgreSQL through `DATABASE_URL`).
+
+ordo_store::conformance_suite!();
