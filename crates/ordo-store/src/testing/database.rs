@@ -50,16 +50,8 @@ impl TestDatabase {
     }
 
     async fn create_postgres(test: &str) -> Option<Self> {
-        let required = std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-        let admin_url = match std::env::var("DATABASE_URL") {
-            Ok(url) if url.starts_with("postgres") => url,
-            _ => {
-                let reason = "DATABASE_URL does not name a PostgreSQL database";
-                assert!(!required, "REQUIRE_POSTGRES=1 but {reason}");
-                skip(test, reason);
-                return None;
-            }
-        };
+        let required = postgres_required();
+        let admin_url = postgres_url(test)?;
         let name = format!("ordo_test_{}", uuid::Uuid::new_v4().simple());
         let created = async {
             let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
@@ -132,6 +124,24 @@ impl TestDatabase {
 }
 
 use sqlx::Connection;
+
+fn postgres_required() -> bool {
+    std::env::var("REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+/// `DATABASE_URL` if it names PostgreSQL. Otherwise reports `test` as skipped and
+/// returns `None`, or panics under `REQUIRE_POSTGRES=1`.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => Some(url),
+        _ => {
+            let reason = "DATABASE_URL does not name a PostgreSQL database";
+            assert!(!postgres_required(), "REQUIRE_POSTGRES=1 but {reason}");
+            skip(test, reason);
+            None
+        }
+    }
+}
 
 /// Reports a skipped test on the terminal. Written to the stderr handle directly,
 /// because the test harness captures `eprintln!` of passing tests.

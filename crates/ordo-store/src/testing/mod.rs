@@ -5,7 +5,7 @@
 pub mod conformance;
 mod database;
 
-pub use database::{run, TestDatabase};
+pub use database::{postgres_url, run, TestDatabase};
 
 /// Generates one `#[tokio::test]` per body and backend: `mod sqlite { fn a() }` and
 /// `mod postgres { fn a() }`, each calling `$path::a(db)` with a fresh database.

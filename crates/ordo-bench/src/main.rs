@@ -1,0 +1,28 @@
+//! `ordo-bench`: load generators for Ordo. Every benchmark measures a raw-database
+//! baseline in the same run and prints a table, then one JSON line with all figures.
+
+mod append;
+mod phase;
+mod raw;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ordo-bench", about = "Benchmarks for Ordo, each beside a raw-database baseline")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Event-store appends vs raw single-row INSERTs.
+    Append(append::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Append(args) => append::run(args).await,
+    }
+}
