@@ -25,12 +25,18 @@ pub struct Args {
 const WRITERS: [usize; 4] = [1, 8, 32, 64];
 const HOT_WRITERS: usize = 32;
 
-pub async fn open_store(url: &DatabaseUrl, connections: u32) -> anyhow::Result<Arc<dyn EventStore>> {
+/// The store under test, and the baseline on the same database.
+pub async fn open(url: &DatabaseUrl, connections: u32) -> anyhow::Result<(Arc<dyn EventStore>, Arc<RawPool>)> {
     Ok(match url.backend() {
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
+        Backend::Sqlite => {
+            let store = Arc::new(SqliteStore::connect(url.as_str()).await?);
+            (store, Arc::new(RawPool::open(url, None).await?))
+        }
         Backend::Postgres => {
             let options = PostgresOptions { max_connections: connections, ..Default::default() };
-            Arc::new(PostgresStore::connect_with(url.as_str(), options).await?)
+            let store = PostgresStore::connect_with(url.as_str(), options).await?;
+            let raw = RawPool::open(url, Some(store.pool().clone())).await?;
+            (Arc::new(store), Arc::new(raw))
         }
     })
 }
@@ -89,8 +95,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&args.database_url)?;
     let duration = Duration::from_secs(args.seconds);
     let connections = (WRITERS[3] + 8) as u32;
-    let store = open_store(&url, connections).await?;
-    let raw_pool = Arc::new(RawPool::open(&url, connections).await?);
+    let (store, raw_pool) = open(&url, connections).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut figures = Map::new();
     figures.insert("bench".into(), json!("append"));

@@ -28,7 +28,9 @@ pub enum RawPool {
 }
 
 impl RawPool {
-    pub async fn open(url: &DatabaseUrl, connections: u32) -> anyhow::Result<Self> {
+    /// On PostgreSQL the baseline shares `pg_pool` (the store's pool, so that both
+    /// sides have the same connections and the server's connection limit holds).
+    pub async fn open(url: &DatabaseUrl, pg_pool: Option<sqlx::PgPool>) -> anyhow::Result<Self> {
         Ok(match url.backend() {
             Backend::Sqlite => {
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url.as_str())?
@@ -44,8 +46,7 @@ impl RawPool {
                 RawPool::Sqlite(pool)
             }
             Backend::Postgres => {
-                let pool =
-                    sqlx::postgres::PgPoolOptions::new().max_connections(connections).connect(url.as_str()).await?;
+                let pool = pg_pool.ok_or_else(|| anyhow::anyhow!("the PostgreSQL baseline needs the store's pool"))?;
                 sqlx::query("DROP TABLE IF EXISTS bench_raw_events").execute(&pool).await?;
                 sqlx::query(PG_TABLE).execute(&pool).await?;
                 RawPool::Postgres(pool)

@@ -38,10 +38,7 @@ impl DatabaseUrl {
                 reason: "expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             });
         };
-        Ok(Self {
-            url: url.to_owned(),
-            backend,
-        })
+        Ok(Self { url: url.to_owned(), backend })
     }
 
     pub fn backend(&self) -> Backend {

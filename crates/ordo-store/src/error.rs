@@ -70,13 +70,7 @@ impl StoreError {
 }
 
 fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-    )
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -103,9 +97,7 @@ impl From<sqlx::Error> for StoreError {
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
-            sqlx::migrate::MigrateError::VersionMissing(version) => {
-                StoreError::SchemaTooNew { version }
-            }
+            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::SchemaTooNew { version },
             sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
             other => StoreError::Migration(other),
         }

@@ -42,15 +42,11 @@ impl StreamId {
         let chars = id.chars().count();
         if chars == 0 || chars > MAX_STREAM_ID_CHARS {
             return Err(StoreError::InvalidStreamId {
-                reason: format!(
-                    "a stream id has 1 to {MAX_STREAM_ID_CHARS} characters, this one has {chars}"
-                ),
+                reason: format!("a stream id has 1 to {MAX_STREAM_ID_CHARS} characters, this one has {chars}"),
             });
         }
         if id.contains('\0') {
-            return Err(StoreError::InvalidStreamId {
-                reason: "a stream id cannot contain NUL".into(),
-            });
+            return Err(StoreError::InvalidStreamId { reason: "a stream id cannot contain NUL".into() });
         }
         Ok(Self(id))
     }

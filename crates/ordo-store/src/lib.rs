@@ -27,11 +27,8 @@ pub mod testing;
 pub use connect::{connect, default_database_url, DatabaseUrl};
 pub use error::StoreError;
 pub use event::{
-    AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    StreamId, Version, MAX_EVENTS_PER_APPEND, MAX_STREAM_ID_CHARS,
+    AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, Version,
+    MAX_EVENTS_PER_APPEND, MAX_STREAM_ID_CHARS,
 };
 pub use signal::EventSignal;
-pub use store::{
-    AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
-    StoredIdempotency,
-};
+pub use store::{AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot, StoredIdempotency};

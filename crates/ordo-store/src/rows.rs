@@ -6,8 +6,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::{
-    AppendedRange, EventMetadata, IdempotencyRecord, RecordedEvent, Snapshot, StoreError,
-    StoredIdempotency, StreamId,
+    AppendedRange, EventMetadata, IdempotencyRecord, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId,
 };
 
 /// The columns every event query selects, in this order.
@@ -37,9 +36,8 @@ impl TryFrom<EventRow> for RecordedEvent {
             version: from_db(row.version)?,
             event_id: row.event_id,
             event_type: row.event_type,
-            schema_version: u32::try_from(row.schema_version).map_err(|_| {
-                StoreError::Corrupt(format!("negative schema version {}", row.schema_version))
-            })?,
+            schema_version: u32::try_from(row.schema_version)
+                .map_err(|_| StoreError::Corrupt(format!("negative schema version {}", row.schema_version)))?,
             data: row.data.0,
             metadata: row.metadata.0,
             recorded_at: row.recorded_at,
@@ -73,12 +71,7 @@ impl TryFrom<IdempotencyRow> for StoredIdempotency {
     type Error = StoreError;
 
     fn try_from(row: IdempotencyRow) -> Result<Self, StoreError> {
-        let appended = match (
-            row.stream_id,
-            row.first_version,
-            row.last_version,
-            row.last_position,
-        ) {
+        let appended = match (row.stream_id, row.first_version, row.last_version, row.last_position) {
             (Some(stream), Some(first), Some(last), Some(position)) => Some(AppendedRange {
                 stream_id: StreamId::new(stream)?,
                 first_version: from_db(first)?,
@@ -116,9 +109,8 @@ impl TryFrom<SnapshotRow> for Snapshot {
         Ok(Snapshot {
             stream_id: StreamId::new(row.stream_id)?,
             version: from_db(row.version)?,
-            state_schema: u32::try_from(row.state_schema).map_err(|_| {
-                StoreError::Corrupt(format!("negative state schema {}", row.state_schema))
-            })?,
+            state_schema: u32::try_from(row.state_schema)
+                .map_err(|_| StoreError::Corrupt(format!("negative state schema {}", row.state_schema)))?,
             state: row.state.0,
         })
     }
@@ -126,15 +118,12 @@ impl TryFrom<SnapshotRow> for Snapshot {
 
 /// A database integer as a version or position.
 pub(crate) fn from_db(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value)
-        .map_err(|_| StoreError::Corrupt(format!("negative version or position {value}")))
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative version or position {value}")))
 }
 
 /// A version, position or count as a database integer.
 pub(crate) fn to_db(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidAppend {
-        reason: format!("{value} is out of range"),
-    })
+    i64::try_from(value).map_err(|_| StoreError::InvalidAppend { reason: format!("{value} is out of range") })
 }
 
 /// A batch size as a SQL `LIMIT`.

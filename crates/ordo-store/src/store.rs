@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AppendResult, EventFilter, EventSignal, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    StoreError, StreamId, Version,
+    AppendResult, EventFilter, EventSignal, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
+    Version,
 };
 
 /// Which database a store runs on.
@@ -39,12 +39,7 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn new(stream_id: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        Self {
-            stream_id,
-            expected,
-            events,
-            idempotency: None,
-        }
+        Self { stream_id, expected, events, idempotency: None }
     }
 
     /// Commits `record` in the same transaction as the events.
@@ -55,9 +50,7 @@ impl AppendRequest {
 
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         if self.events.is_empty() {
-            return Err(StoreError::InvalidAppend {
-                reason: "an append needs at least one event".into(),
-            });
+            return Err(StoreError::InvalidAppend { reason: "an append needs at least one event".into() });
         }
         if self.events.len() > crate::MAX_EVENTS_PER_APPEND {
             return Err(StoreError::InvalidAppend {
@@ -69,9 +62,7 @@ impl AppendRequest {
             });
         }
         if let Some(e) = self.events.iter().find(|e| e.event_type.is_empty()) {
-            return Err(StoreError::InvalidAppend {
-                reason: format!("event {} has an empty type", e.event_id),
-            });
+            return Err(StoreError::InvalidAppend { reason: format!("event {} has an empty type", e.event_id) });
         }
         if let Some(record) = &self.idempotency {
             record.validate()?;
@@ -97,9 +88,7 @@ pub struct IdempotencyRecord {
 impl IdempotencyRecord {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         if self.key.is_empty() || self.key.chars().count() > 255 || self.key.contains('\0') {
-            return Err(StoreError::InvalidAppend {
-                reason: "an idempotency key has 1 to 255 characters".into(),
-            });
+            return Err(StoreError::InvalidAppend { reason: "an idempotency key has 1 to 255 characters".into() });
         }
         if self.scope.contains('\0') || self.fingerprint.contains('\0') {
             return Err(StoreError::InvalidAppend {
@@ -185,11 +174,7 @@ pub trait EventStore: Send + Sync + 'static {
     async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError>;
 
     /// The live (unexpired) record for a key, if any.
-    async fn find_idempotency(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<StoredIdempotency>, StoreError>;
+    async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError>;
 
     /// Deletes records that expired before `now`; returns how many.
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;

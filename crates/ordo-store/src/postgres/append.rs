@@ -1,8 +1,9 @@
-//! The PostgreSQL append: one statement, one round trip. It reads the stream's
-//! version, checks the expectation and inserts the events (and the idempotency record)
-//! together; `UNIQUE (stream_id, version)` turns a concurrent append that read the
-//! same version into a unique violation, so the check never depends on a
-//! read-then-write in Rust.
+//! The PostgreSQL append statement. One statement appends a whole group of appends
+//! (to distinct streams) in one round trip and one commit: for each append it reads
+//! the stream's version, checks the expectation and inserts the events and the
+//! idempotency record of those that pass, reporting per append whether it did.
+//! `UNIQUE (stream_id, version)` turns a concurrent append that read the same version
+//! into a unique violation, so the check never depends on a read-then-write in Rust.
 
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
@@ -19,38 +20,43 @@ pub(crate) const IDEMPOTENCY_PKEY: &str = "idempotency_keys_pkey";
 /// version. Each retry means another writer succeeded, so this bounds only starvation.
 const MAX_RACE_RETRIES: usize = 100;
 
-/// `$1` stream, `$2` category, `$3..$7` the events as parallel arrays, `$8` the kind
-/// of expectation (0 any, 1 no stream, 2 stream exists, 3 exact), `$9` the exact
-/// version, `$10..$14` the idempotency record (all NULL when there is none).
-/// Position = (transaction id << 16) + index in the append; see the migration.
+/// Appends: `$1` index, `$2` stream, `$3` category, `$4` expectation kind (0 any,
+/// 1 no stream, 2 stream exists, 3 exact), `$5` exact version.
+/// Events: `$6` index of their append, `$7` ordinal within it (from 1), `$8` sequence
+/// within the statement (from 1), `$9..$13` id, type, schema version, data, metadata.
+/// Idempotency records: `$14` index of their append, `$15..$19` scope, key,
+/// fingerprint, outcome, expiry, `$20` how many events their append has, `$21` the
+/// sequence of its last event.
+/// Position = (transaction id << 16) + sequence - 1; see the migration.
 const APPEND_SQL: &str = r#"
-WITH current AS (
-    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+WITH appends AS (
+    SELECT a.idx, a.stream, a.category, a.kind, a.exact,
+           (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = a.stream) AS current
+    FROM unnest($1::int4[], $2::text[], $3::text[], $4::int4[], $5::int8[]) AS a(idx, stream, category, kind, exact)
+), accepted AS (
+    SELECT * FROM appends
+    WHERE CASE kind WHEN 0 THEN true WHEN 1 THEN current = 0 WHEN 2 THEN current > 0 ELSE current = exact END
 ), inserted AS (
     INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, data, metadata, category)
-    SELECT (pg_current_xact_id()::text::bigint << 16) + e.ord - 1, $1, current.version + e.ord,
-           e.event_id, e.event_type, e.schema_version, e.data, e.metadata, $2
-    FROM current,
-         unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[])
-             WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, ord)
-    WHERE CASE $8::int4
-            WHEN 0 THEN true
-            WHEN 1 THEN current.version = 0
-            WHEN 2 THEN current.version > 0
-            ELSE current.version = $9::int8
-          END
-    RETURNING position, version
+    SELECT (pg_current_xact_id()::text::bigint << 16) + e.seq - 1, a.stream, a.current + e.ord,
+           e.event_id, e.event_type, e.schema_version, e.data, e.metadata, a.category
+    FROM unnest($6::int4[], $7::int4[], $8::int4[], $9::uuid[], $10::text[], $11::int4[], $12::jsonb[], $13::jsonb[])
+             AS e(idx, ord, seq, event_id, event_type, schema_version, data, metadata)
+    JOIN accepted a USING (idx)
+    RETURNING position
 ), recorded AS (
     INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, expires_at,
                                   stream_id, first_version, last_version, last_position)
-    SELECT $10::text, $11::text, $12::text, $13::jsonb, $14::timestamptz,
-           $1, min(version), max(version), max(position)
-    FROM inserted
-    HAVING $10::text IS NOT NULL AND count(*) > 0
+    SELECT r.scope, r.key, r.fingerprint, r.outcome, r.expires_at, a.stream, a.current + 1, a.current + r.events,
+           (pg_current_xact_id()::text::bigint << 16) + r.last_seq - 1
+    FROM unnest($14::int4[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::timestamptz[],
+                $20::int8[], $21::int8[])
+             AS r(idx, scope, key, fingerprint, outcome, expires_at, events, last_seq)
+    JOIN accepted a USING (idx)
 )
-SELECT current.version AS current_version,
-       (SELECT array_agg(position ORDER BY position) FROM inserted) AS positions
-FROM current
+SELECT a.idx, a.current, a.idx IN (SELECT idx FROM accepted) AS accepted,
+       CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN pg_current_xact_id()::text::bigint END AS xid
+FROM appends a
 "#;
 
 fn expectation(expected: ExpectedVersion) -> Result<(i32, i64), StoreError> {
@@ -62,87 +68,172 @@ fn expectation(expected: ExpectedVersion) -> Result<(i32, i64), StoreError> {
     })
 }
 
-/// Runs the append statement on `conn` (in whatever transaction it is in).
-async fn try_append(
-    conn: &mut PgConnection,
-    request: &AppendRequest,
-) -> Result<AppendResult, StoreError> {
-    let (kind, exact) = expectation(request.expected)?;
-    let events = &request.events;
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let schemas = events
-        .iter()
-        .map(|e| i32::try_from(e.schema_version))
-        .collect::<Result<Vec<i32>, _>>()
-        .map_err(|_| StoreError::InvalidAppend {
-            reason: "schema version out of range".into(),
-        })?;
-    let data: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.data)).collect();
-    let metadata: Vec<Json<&crate::EventMetadata>> =
-        events.iter().map(|e| Json(&e.metadata)).collect();
-    let record = request.idempotency.as_ref();
-    let (current, positions): (i64, Option<Vec<i64>>) = sqlx::query_as(APPEND_SQL)
-        .bind(request.stream_id.as_str())
-        .bind(request.stream_id.category())
-        .bind(ids)
-        .bind(types)
-        .bind(schemas)
-        .bind(data)
-        .bind(metadata)
-        .bind(kind)
-        .bind(exact)
-        .bind(record.map(|r| r.scope.as_str()))
-        .bind(record.map(|r| r.key.as_str()))
-        .bind(record.map(|r| r.fingerprint.as_str()))
-        .bind(record.map(|r| Json(&r.outcome)))
-        .bind(record.map(|r| r.expires_at))
-        .fetch_one(&mut *conn)
-        .await?;
-    let current = from_db(current)?;
-    let Some(positions) = positions else {
-        return Err(wrong_version(request, current));
-    };
-    Ok(AppendResult {
-        stream_id: request.stream_id.clone(),
-        first_version: current + 1,
-        last_version: current + events.len() as u64,
-        positions: positions
-            .into_iter()
-            .map(from_db)
-            .collect::<Result<_, _>>()?,
-    })
+/// The statement's parameters for a group of appends, as parallel arrays.
+#[derive(Default)]
+struct Params<'a> {
+    idx: Vec<i32>,
+    streams: Vec<&'a str>,
+    categories: Vec<&'a str>,
+    kinds: Vec<i32>,
+    exacts: Vec<i64>,
+    e_idx: Vec<i32>,
+    e_ord: Vec<i32>,
+    e_seq: Vec<i32>,
+    e_ids: Vec<Uuid>,
+    e_types: Vec<&'a str>,
+    e_schemas: Vec<i32>,
+    e_data: Vec<Json<&'a serde_json::Value>>,
+    e_meta: Vec<Json<&'a crate::EventMetadata>>,
+    r_idx: Vec<i32>,
+    r_scopes: Vec<&'a str>,
+    r_keys: Vec<&'a str>,
+    r_fingerprints: Vec<&'a str>,
+    r_outcomes: Vec<Json<&'a serde_json::Value>>,
+    r_expiries: Vec<chrono::DateTime<chrono::Utc>>,
+    r_events: Vec<i64>,
+    r_last_seq: Vec<i64>,
 }
 
-fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
-    StoreError::WrongExpectedVersion {
-        stream: request.stream_id.to_string(),
-        expected: request.expected,
-        actual,
+fn out_of_range(what: &str) -> StoreError {
+    StoreError::InvalidAppend { reason: format!("{what} is out of range") }
+}
+
+impl<'a> Params<'a> {
+    fn new(requests: &[&'a AppendRequest]) -> Result<Self, StoreError> {
+        let mut p = Params::default();
+        let mut seq = 0i32;
+        for (idx, request) in requests.iter().enumerate() {
+            let idx = i32::try_from(idx).map_err(|_| out_of_range("group size"))?;
+            let (kind, exact) = expectation(request.expected)?;
+            p.idx.push(idx);
+            p.streams.push(request.stream_id.as_str());
+            p.categories.push(request.stream_id.category());
+            p.kinds.push(kind);
+            p.exacts.push(exact);
+            for (ord, event) in (1..).zip(&request.events) {
+                seq += 1;
+                p.e_idx.push(idx);
+                p.e_ord.push(ord);
+                p.e_seq.push(seq);
+                p.e_ids.push(event.event_id);
+                p.e_types.push(&event.event_type);
+                p.e_schemas.push(i32::try_from(event.schema_version).map_err(|_| out_of_range("schema version"))?);
+                p.e_data.push(Json(&event.data));
+                p.e_meta.push(Json(&event.metadata));
+            }
+            if let Some(record) = &request.idempotency {
+                p.r_idx.push(idx);
+                p.r_scopes.push(&record.scope);
+                p.r_keys.push(&record.key);
+                p.r_fingerprints.push(&record.fingerprint);
+                p.r_outcomes.push(Json(&record.outcome));
+                p.r_expiries.push(record.expires_at);
+                p.r_events.push(request.events.len() as i64);
+                p.r_last_seq.push(i64::from(seq));
+            }
+        }
+        if seq as usize > crate::MAX_EVENTS_PER_APPEND {
+            return Err(out_of_range("the number of events in one transaction"));
+        }
+        Ok(p)
     }
 }
 
-/// Appends in its own (implicit) transaction. A race lost on the version constraint
-/// is a conflict for `Exact`/`NoStream`, and a reason to try again for `Any` and
-/// `StreamExists`, which accept whatever version won.
-pub(crate) async fn append(
-    pool: &PgPool,
-    request: &AppendRequest,
-) -> Result<AppendResult, StoreError> {
+/// What the statement said about one append of the group.
+pub(crate) enum Verdict {
+    Appended(AppendResult),
+    WrongVersion { actual: Version },
+}
+
+/// Runs the append statement for `requests` (distinct streams) on `conn`, in whatever
+/// transaction it is in. A database error fails the whole group.
+pub(crate) async fn append_group(
+    conn: &mut PgConnection,
+    requests: &[&AppendRequest],
+) -> Result<Vec<Verdict>, sqlx::Error> {
+    let p = Params::new(requests).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let rows: Vec<(i32, i64, bool, Option<i64>)> = sqlx::query_as(APPEND_SQL)
+        .bind(&p.idx)
+        .bind(&p.streams)
+        .bind(&p.categories)
+        .bind(&p.kinds)
+        .bind(&p.exacts)
+        .bind(&p.e_idx)
+        .bind(&p.e_ord)
+        .bind(&p.e_seq)
+        .bind(&p.e_ids)
+        .bind(&p.e_types)
+        .bind(&p.e_schemas)
+        .bind(&p.e_data)
+        .bind(&p.e_meta)
+        .bind(&p.r_idx)
+        .bind(&p.r_scopes)
+        .bind(&p.r_keys)
+        .bind(&p.r_fingerprints)
+        .bind(&p.r_outcomes)
+        .bind(&p.r_expiries)
+        .bind(&p.r_events)
+        .bind(&p.r_last_seq)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut verdicts: Vec<Option<Verdict>> = requests.iter().map(|_| None).collect();
+    let mut first_seq = 1u64;
+    let mut first_seqs = Vec::with_capacity(requests.len());
+    for request in requests {
+        first_seqs.push(first_seq);
+        first_seq += request.events.len() as u64;
+    }
+    for (idx, current, accepted, xid) in rows {
+        let idx = usize::try_from(idx).map_err(|_| sqlx::Error::Protocol("bad append index".into()))?;
+        let (Some(request), Some(&seq)) = (requests.get(idx), first_seqs.get(idx)) else {
+            return Err(sqlx::Error::Protocol("append index out of range".into()));
+        };
+        let current = u64::try_from(current).map_err(|_| sqlx::Error::Protocol("negative version".into()))?;
+        verdicts[idx] = Some(match (accepted, xid) {
+            (true, Some(xid)) => {
+                let base = u64::try_from(xid).map_err(|_| sqlx::Error::Protocol("negative xid".into()))? << 16;
+                let n = request.events.len() as u64;
+                Verdict::Appended(AppendResult {
+                    stream_id: request.stream_id.clone(),
+                    first_version: current + 1,
+                    last_version: current + n,
+                    positions: (0..n).map(|i| base + seq - 1 + i).collect(),
+                })
+            }
+            _ => Verdict::WrongVersion { actual: current },
+        });
+    }
+    verdicts.into_iter().map(|v| v.ok_or_else(|| sqlx::Error::Protocol("an append got no verdict".into()))).collect()
+}
+
+fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
+    StoreError::WrongExpectedVersion { stream: request.stream_id.to_string(), expected: request.expected, actual }
+}
+
+/// Appends one request alone, in its own implicit transaction. A race lost on the
+/// version constraint is a conflict for `Exact`/`NoStream`, and a reason to try again
+/// for `Any` and `StreamExists`, which accept whatever version won.
+pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Result<AppendResult, StoreError> {
     let mut conn = pool.acquire().await?;
     let mut races = 0;
     loop {
-        match try_append(&mut conn, request).await {
-            Err(StoreError::Database(e)) => match classify(&e, request) {
+        match append_group(&mut conn, &[request]).await {
+            Ok(mut verdicts) => {
+                return match verdicts.pop() {
+                    Some(Verdict::Appended(result)) => Ok(result),
+                    Some(Verdict::WrongVersion { actual }) => Err(wrong_version(request, actual)),
+                    None => Err(StoreError::Corrupt("the append statement returned nothing".into())),
+                }
+            }
+            Err(e) => match classify(&e, request) {
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
                     let actual = stream_version(&mut *conn, request.stream_id.as_str()).await?;
                     return Err(wrong_version(request, actual));
                 }
-                RaceOutcome::KeyTaken(record) => return Err(record),
-                RaceOutcome::Other => return Err(StoreError::Database(e)),
+                RaceOutcome::KeyTaken(error) => return Err(error),
+                RaceOutcome::Other => return Err(e.into()),
             },
-            other => return other,
         }
     }
 }
@@ -172,24 +263,19 @@ fn classify(e: &sqlx::Error, request: &AppendRequest) -> RaceOutcome {
     RaceOutcome::Other
 }
 
-pub(crate) async fn stream_version<'e, E>(
-    executor: E,
-    stream_id: &str,
-) -> Result<Version, StoreError>
+pub(crate) async fn stream_version<'e, E>(executor: E, stream_id: &str) -> Result<Version, StoreError>
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let v: i64 =
-        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_one(executor)
-            .await?;
+    let v: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_one(executor)
+        .await?;
     from_db(v)
 }
 
 /// An append whose transaction is still open: its events have their positions but are
-/// invisible until [`OpenAppend::commit`]. For tests that force commits out of order
-/// (and for callers that must commit other writes with an append).
+/// invisible until [`OpenAppend::commit`]. For tests that force commits out of order.
 pub struct OpenAppend {
     tx: Transaction<'static, Postgres>,
     result: AppendResult,
@@ -200,8 +286,11 @@ impl OpenAppend {
     pub async fn begin(pool: &PgPool, request: AppendRequest) -> Result<Self, StoreError> {
         request.validate()?;
         let mut tx = pool.begin().await?;
-        let result = try_append(&mut tx, &request).await?;
-        Ok(Self { tx, result })
+        match append_group(&mut tx, &[&request]).await?.pop() {
+            Some(Verdict::Appended(result)) => Ok(Self { tx, result }),
+            Some(Verdict::WrongVersion { actual }) => Err(wrong_version(&request, actual)),
+            None => Err(StoreError::Corrupt("the append statement returned nothing".into())),
+        }
     }
 
     /// What the append wrote (not yet visible to anyone else).

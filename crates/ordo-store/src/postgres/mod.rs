@@ -4,6 +4,7 @@
 //! `ARCHITECTURE.md`; new events are announced by a coalesced `NOTIFY`.
 
 mod append;
+mod group;
 mod notify;
 
 use async_trait::async_trait;
@@ -15,15 +16,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rows::{
-    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS,
-    IDEMPOTENCY_COLUMNS,
+    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
 };
 use crate::signal::SignalSender;
 use crate::{
-    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord,
-    Position, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
+    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
+    RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 pub use append::OpenAppend;
+use group::{GroupCommit, Sink};
 use notify::Notifier;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -38,14 +39,13 @@ const WATERMARK: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint 
 pub struct PostgresOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// How many append groups may be in flight at once (see the `group` module).
+    pub append_concurrency: usize,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 32,
-            acquire_timeout: Duration::from_secs(10),
-        }
+        Self { max_connections: 32, acquire_timeout: Duration::from_secs(10), append_concurrency: 4 }
     }
 }
 
@@ -54,7 +54,7 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: PgPool,
     signal: Arc<SignalSender>,
-    notifier: Notifier,
+    appends: GroupCommit,
 }
 
 impl PostgresStore {
@@ -65,11 +65,8 @@ impl PostgresStore {
     }
 
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let connect =
-            PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidDatabaseUrl {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidDatabaseUrl { url: redact(url), reason: e.to_string() })?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -82,22 +79,14 @@ impl PostgresStore {
         MIGRATOR.run(&pool).await?;
         let signal = Arc::new(SignalSender::new());
         let notifier = Notifier::start(pool.clone(), Arc::clone(&signal)).await?;
-        Ok(Self {
-            pool,
-            signal,
-            notifier,
-        })
+        let sink = Sink { pool: pool.clone(), signal: Arc::clone(&signal), notifier };
+        let appends = GroupCommit::start(sink, options.append_concurrency);
+        Ok(Self { pool, signal, appends })
     }
 
     /// The connection pool, for read models that live in the same database.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Tells this process's readers and other nodes that new events were committed.
-    fn announce(&self) {
-        self.signal.notify();
-        self.notifier.poke();
     }
 }
 
@@ -151,9 +140,7 @@ impl EventStore for PostgresStore {
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         request.validate()?;
-        let result = append::append(&self.pool, &request).await?;
-        self.announce();
-        Ok(result)
+        self.appends.append(request).await
     }
 
     async fn read_stream(
@@ -195,17 +182,15 @@ impl EventStore for PostgresStore {
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
-        let sql =
-            format!("SELECT coalesce(max(position), 0) FROM events WHERE position < {WATERMARK}");
+        let sql = format!("SELECT coalesce(max(position), 0) FROM events WHERE position < {WATERMARK}");
         let head: i64 = sqlx::query_scalar(&sql).fetch_one(&self.pool).await?;
         from_db(head)
     }
 
     async fn count_after(&self, after: Position, filter: &EventFilter) -> Result<u64, StoreError> {
         let sql = read_all_sql(filter, "count(*)", "");
-        let (count,): (i64,) = bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter)
-            .fetch_one(&self.pool)
-            .await?;
+        let (count,): (i64,) =
+            bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter).fetch_one(&self.pool).await?;
         from_db(count)
     }
 
@@ -228,36 +213,21 @@ impl EventStore for PostgresStore {
         match inserted {
             Ok(_) => Ok(()),
             Err(e) if crate::error::is_unique_violation(&e, append::IDEMPOTENCY_PKEY) => {
-                Err(StoreError::IdempotencyKeyExists {
-                    scope: record.scope,
-                    key: record.key,
-                })
+                Err(StoreError::IdempotencyKeyExists { scope: record.scope, key: record.key })
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn find_idempotency(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<StoredIdempotency>, StoreError> {
-        let sql = format!(
-            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2"
-        );
-        let row: Option<IdempotencyRow> = sqlx::query_as(&sql)
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
+        let sql = format!("SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2");
+        let row: Option<IdempotencyRow> = sqlx::query_as(&sql).bind(scope).bind(key).fetch_optional(&self.pool).await?;
         row.map(StoredIdempotency::try_from).transpose()
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 
@@ -280,12 +250,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<SnapshotRow> = sqlx::query_as(
-            "SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1",
-        )
-        .bind(stream_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<SnapshotRow> =
+            sqlx::query_as("SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1")
+                .bind(stream_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(Snapshot::try_from).transpose()
     }
 }

@@ -39,11 +39,7 @@ impl Notifier {
 
 async fn send_notifications(pool: PgPool, mut pokes: mpsc::Receiver<()>) {
     while pokes.recv().await.is_some() {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&pool)
-            .await
-        {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&pool).await {
             tracing::debug!(error = %e, "could not send the new-events notification; readers will poll");
         }
         tokio::time::sleep(COALESCE).await;

@@ -7,9 +7,7 @@ mod writer;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, SqliteConnection};
 use std::str::FromStr;
@@ -17,13 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rows::{
-    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS,
-    IDEMPOTENCY_COLUMNS,
+    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
 };
 use crate::signal::SignalSender;
 use crate::{
-    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord,
-    Position, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
+    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
+    RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 use writer::Writer;
 
@@ -45,10 +42,7 @@ impl SqliteStore {
     /// applies migrations and starts the writer.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::InvalidDatabaseUrl {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| StoreError::InvalidDatabaseUrl { url: url.to_owned(), reason: e.to_string() })?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: an acknowledged append survives power loss, not just a crash.
@@ -66,11 +60,7 @@ impl SqliteStore {
             .map_err(open_error)?;
         let signal = Arc::new(SignalSender::new());
         let writer = Writer::spawn(write_conn, Arc::clone(&signal));
-        Ok(Self {
-            reads,
-            writer,
-            signal,
-        })
+        Ok(Self { reads, writer, signal })
     }
 
     /// The read pool, for read models that live in the same file.
@@ -83,9 +73,7 @@ impl SqliteStore {
     pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -99,12 +87,8 @@ fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
         return Ok(());
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::ReadOnly(format!(
-                "cannot create the directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::ReadOnly(format!("cannot create the directory {}: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -129,9 +113,7 @@ fn read_all_sql(filter: &EventFilter, select: &str, tail: &str) -> String {
     let (narrowing, next) = match filter {
         EventFilter::All => ("", "$2"),
         EventFilter::Categories(_) => (" AND category IN (SELECT value FROM json_each($2))", "$3"),
-        EventFilter::EventTypes(_) => {
-            (" AND event_type IN (SELECT value FROM json_each($2))", "$3")
-        }
+        EventFilter::EventTypes(_) => (" AND event_type IN (SELECT value FROM json_each($2))", "$3"),
     };
     let tail = tail.replace("$next", next);
     format!("SELECT {select} FROM events WHERE position > $1{narrowing}{tail}")
@@ -144,34 +126,24 @@ fn bind_filter<'q, O>(
 ) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
     match filter {
         EventFilter::All => query,
-        EventFilter::Categories(values) | EventFilter::EventTypes(values) => {
-            query.bind(Json(values))
-        }
+        EventFilter::Categories(values) | EventFilter::EventTypes(values) => query.bind(Json(values)),
     }
 }
 
-async fn current_version(
-    conn: &mut SqliteConnection,
-    stream_id: &str,
-) -> Result<Version, StoreError> {
-    let v: i64 =
-        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-            .bind(stream_id)
-            .fetch_one(conn)
-            .await?;
+async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<Version, StoreError> {
+    let v: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
+        .bind(stream_id)
+        .fetch_one(conn)
+        .await?;
     from_db(v)
 }
 
-async fn idempotency_exists(
-    conn: &mut SqliteConnection,
-    record: &IdempotencyRecord,
-) -> Result<bool, StoreError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2")
-            .bind(&record.scope)
-            .bind(&record.key)
-            .fetch_optional(conn)
-            .await?;
+async fn idempotency_exists(conn: &mut SqliteConnection, record: &IdempotencyRecord) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2")
+        .bind(&record.scope)
+        .bind(&record.key)
+        .fetch_optional(conn)
+        .await?;
     Ok(found.is_some())
 }
 
@@ -181,10 +153,7 @@ async fn insert_idempotency(
     appended: Option<&AppendResult>,
 ) -> Result<(), StoreError> {
     if idempotency_exists(conn, record).await? {
-        return Err(StoreError::IdempotencyKeyExists {
-            scope: record.scope.clone(),
-            key: record.key.clone(),
-        });
+        return Err(StoreError::IdempotencyKeyExists { scope: record.scope.clone(), key: record.key.clone() });
     }
     sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, stream_id, first_version, last_version, \
@@ -209,10 +178,7 @@ async fn insert_idempotency(
 /// version under `BEGIN IMMEDIATE`, which holds SQLite's only write lock until
 /// commit, so nothing can slip in between the check and the insert; the
 /// `UNIQUE (stream_id, version)` constraint backs it.
-async fn append_in(
-    conn: &mut SqliteConnection,
-    request: AppendRequest,
-) -> Result<AppendResult, StoreError> {
+async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
     let stream = request.stream_id.as_str();
     let current = current_version(conn, stream).await?;
     if !request.expected.accepts(current) {
@@ -224,10 +190,7 @@ async fn append_in(
     }
     if let Some(record) = &request.idempotency {
         if idempotency_exists(conn, record).await? {
-            return Err(StoreError::IdempotencyKeyExists {
-                scope: record.scope.clone(),
-                key: record.key.clone(),
-            });
+            return Err(StoreError::IdempotencyKeyExists { scope: record.scope.clone(), key: record.key.clone() });
         }
     }
     let recorded_at = Utc::now();
@@ -271,9 +234,7 @@ impl EventStore for SqliteStore {
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         request.validate()?;
-        self.writer
-            .write(move |conn| append_in(conn, request).boxed())
-            .await
+        self.writer.write(move |conn| append_in(conn, request).boxed()).await
     }
 
     async fn read_stream(
@@ -314,17 +275,15 @@ impl EventStore for SqliteStore {
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {
-        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM events")
-            .fetch_one(&self.reads)
-            .await?;
+        let head: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(position), 0) FROM events").fetch_one(&self.reads).await?;
         from_db(head)
     }
 
     async fn count_after(&self, after: Position, filter: &EventFilter) -> Result<u64, StoreError> {
         let sql = read_all_sql(filter, "count(*)", "");
-        let (count,): (i64,) = bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter)
-            .fetch_one(&self.reads)
-            .await?;
+        let (count,): (i64,) =
+            bind_filter(sqlx::query_as(&sql).bind(to_db(after)?), filter).fetch_one(&self.reads).await?;
         from_db(count)
     }
 
@@ -334,24 +293,13 @@ impl EventStore for SqliteStore {
 
     async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError> {
         record.validate()?;
-        self.writer
-            .write(move |conn| async move { insert_idempotency(conn, &record, None).await }.boxed())
-            .await
+        self.writer.write(move |conn| async move { insert_idempotency(conn, &record, None).await }.boxed()).await
     }
 
-    async fn find_idempotency(
-        &self,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<StoredIdempotency>, StoreError> {
-        let sql = format!(
-            "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2"
-        );
-        let row: Option<IdempotencyRow> = sqlx::query_as(&sql)
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&self.reads)
-            .await?;
+    async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
+        let sql = format!("SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2");
+        let row: Option<IdempotencyRow> =
+            sqlx::query_as(&sql).bind(scope).bind(key).fetch_optional(&self.reads).await?;
         row.map(StoredIdempotency::try_from).transpose()
     }
 
@@ -397,12 +345,11 @@ impl EventStore for SqliteStore {
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<SnapshotRow> = sqlx::query_as(
-            "SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1",
-        )
-        .bind(stream_id.as_str())
-        .fetch_optional(&self.reads)
-        .await?;
+        let row: Option<SnapshotRow> =
+            sqlx::query_as("SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1")
+                .bind(stream_id.as_str())
+                .fetch_optional(&self.reads)
+                .await?;
         row.map(Snapshot::try_from).transpose()
     }
 }

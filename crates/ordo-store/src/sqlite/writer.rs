@@ -19,8 +19,7 @@ const MAX_GROUP: usize = 256;
 /// What a write job leaves behind once it ran: whether it succeeded (its savepoint is
 /// kept) and how to tell its caller once the group's commit is decided.
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Run =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+type Run = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
 /// A queued write: the work, and how to fail its caller if the work never runs.
 struct Job {
@@ -46,9 +45,7 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         // Shared by the two ways a job can end: it ran, or its group failed first.
@@ -69,10 +66,7 @@ impl Writer {
             })
         });
         let abort = Box::new(move |e: &StoreError| send(&abort_reply, Err(commit_failure(e))));
-        self.jobs
-            .send(Job { run, abort })
-            .await
-            .map_err(|_| writer_gone())?;
+        self.jobs.send(Job { run, abort }).await.map_err(|_| writer_gone())?;
         answer.await.map_err(|_| writer_gone())?
     }
 }
@@ -80,10 +74,7 @@ impl Writer {
 type Reply<T> = Arc<Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>>;
 
 fn send<T>(reply: &Reply<T>, outcome: Result<T, StoreError>) {
-    let sender = reply
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
+    let sender = reply.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     if let Some(sender) = sender {
         let _ = sender.send(outcome);
     }
@@ -125,10 +116,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, signal: Ar
 
 /// Runs one group in one transaction. A job that fails is rolled back to its savepoint
 /// and does not disturb the others.
-async fn run_group(
-    conn: &mut SqliteConnection,
-    group: Vec<Job>,
-) -> (Vec<Finish>, Result<(), StoreError>) {
+async fn run_group(conn: &mut SqliteConnection, group: Vec<Job>) -> (Vec<Finish>, Result<(), StoreError>) {
     let mut finishers = Vec::with_capacity(group.len());
     let mut jobs = group.into_iter();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
@@ -137,18 +125,11 @@ async fn run_group(
     while let Some(job) = jobs.next() {
         if let Err(e) = exec(conn, "SAVEPOINT job").await {
             let _ = exec(conn, "ROLLBACK").await;
-            return (
-                finishers,
-                Err(abort_rest(std::iter::once(job).chain(jobs), e.into())),
-            );
+            return (finishers, Err(abort_rest(std::iter::once(job).chain(jobs), e.into())));
         }
         let (ok, finish) = (job.run)(conn).await;
         finishers.push(finish);
-        let end = if ok {
-            "RELEASE job"
-        } else {
-            "ROLLBACK TO job; RELEASE job"
-        };
+        let end = if ok { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
         if let Err(e) = exec(conn, end).await {
             let _ = exec(conn, "ROLLBACK").await;
             return (finishers, Err(abort_rest(jobs, e.into())));
@@ -173,9 +154,6 @@ fn abort_rest(jobs: impl Iterator<Item = Job>, error: StoreError) -> StoreError 
 
 /// One statement on the write connection. Boxed, because sqlx's executor lifetimes
 /// otherwise defeat the `Send` check of the spawned writer task.
-fn exec<'c>(
-    conn: &'c mut SqliteConnection,
-    sql: &'static str,
-) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+fn exec<'c>(conn: &'c mut SqliteConnection, sql: &'static str) -> BoxFuture<'c, Result<(), sqlx::Error>> {
     Box::pin(async move { sqlx::Executor::execute(conn, sql).await.map(|_| ()) })
 }

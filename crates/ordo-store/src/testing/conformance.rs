@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::TestDatabase;
 use crate::{
-    AppendRequest, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError,
-    StreamId, MAX_STREAM_ID_CHARS,
+    AppendRequest, EventFilter, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId,
+    MAX_STREAM_ID_CHARS,
 };
 
 /// Every body in the suite, for `backend_tests!`.
@@ -24,6 +24,7 @@ macro_rules! conformance_suite {
             concurrent_any_appends_lose_nothing,
             distinct_streams_never_conflict,
             a_batch_is_all_or_nothing,
+            a_failing_append_does_not_fail_its_neighbours,
             read_all_is_in_global_order_across_streams,
             read_all_resumes_from_a_cursor,
             read_all_narrows_to_categories_and_types,
@@ -56,10 +57,7 @@ fn append(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>
 pub async fn settle(store: &dyn EventStore, position: crate::Position) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while store.head_position().await.expect("head position") < position {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "$all never reached position {position}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "$all never reached position {position}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -84,19 +82,11 @@ pub async fn appends_and_reads_back(db: TestDatabase) {
         command_id: Some(uuid::Uuid::new_v4()),
         extra: [("user".to_owned(), json!("alice"))].into_iter().collect(),
     };
-    let first = NewEvent::new("OrderCreated", json!({"customer_id": "c-1"}))
-        .with_metadata(metadata.clone());
-    let second =
-        NewEvent::new("ItemAdded", json!({"sku": "A", "quantity": 2})).with_schema_version(3);
+    let first = NewEvent::new("OrderCreated", json!({"customer_id": "c-1"})).with_metadata(metadata.clone());
+    let second = NewEvent::new("ItemAdded", json!({"sku": "A", "quantity": 2})).with_schema_version(3);
     let before = chrono::Utc::now() - chrono::Duration::seconds(5);
-    let result = store
-        .append(append(
-            &s,
-            ExpectedVersion::NoStream,
-            vec![first.clone(), second.clone()],
-        ))
-        .await
-        .unwrap();
+    let result =
+        store.append(append(&s, ExpectedVersion::NoStream, vec![first.clone(), second.clone()])).await.unwrap();
     assert_eq!((result.first_version, result.last_version), (1, 2));
     assert_eq!(result.positions.len(), 2);
     assert!(result.positions[0] < result.positions[1]);
@@ -110,26 +100,15 @@ pub async fn appends_and_reads_back(db: TestDatabase) {
     assert_eq!(events[0].metadata, metadata);
     assert_eq!(events[0].schema_version, 1);
     assert_eq!(events[1].schema_version, 3);
-    assert_eq!(
-        events.iter().map(|e| e.version).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
-    assert_eq!(
-        events.iter().map(|e| e.position).collect::<Vec<_>>(),
-        result.positions
-    );
+    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), result.positions);
     assert!(
-        events[0].recorded_at > before
-            && events[0].recorded_at < chrono::Utc::now() + chrono::Duration::seconds(5)
+        events[0].recorded_at > before && events[0].recorded_at < chrono::Utc::now() + chrono::Duration::seconds(5)
     );
     assert_eq!(version_of(&*store, &s).await, 2);
     assert_eq!(store.read_stream(&s, 2, 100).await.unwrap().len(), 1);
     assert_eq!(store.read_stream(&s, 1, 1).await.unwrap().len(), 1);
-    assert!(store
-        .read_stream(&stream("order-none"), 1, 100)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.read_stream(&stream("order-none"), 1, 100).await.unwrap().is_empty());
     settle(&*store, result.last_position()).await;
     assert_eq!(store.head_position().await.unwrap(), result.last_position());
 }
@@ -138,121 +117,37 @@ pub async fn every_expected_version_case(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("case-1");
     // Missing stream.
-    assert_wrong_version(
-        store
-            .append(append(&s, ExpectedVersion::StreamExists, vec![event(0)]))
-            .await,
-        0,
-    );
-    assert_wrong_version(
-        store
-            .append(append(&s, ExpectedVersion::Exact(1), vec![event(0)]))
-            .await,
-        0,
-    );
-    store
-        .append(append(&s, ExpectedVersion::NoStream, vec![event(1)]))
-        .await
-        .unwrap();
+    assert_wrong_version(store.append(append(&s, ExpectedVersion::StreamExists, vec![event(0)])).await, 0);
+    assert_wrong_version(store.append(append(&s, ExpectedVersion::Exact(1), vec![event(0)])).await, 0);
+    store.append(append(&s, ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
     // Stream at 1.
-    assert_wrong_version(
-        store
-            .append(append(&s, ExpectedVersion::NoStream, vec![event(0)]))
-            .await,
-        1,
-    );
-    assert_wrong_version(
-        store
-            .append(append(&s, ExpectedVersion::Exact(0), vec![event(0)]))
-            .await,
-        1,
-    );
-    assert_wrong_version(
-        store
-            .append(append(&s, ExpectedVersion::Exact(2), vec![event(0)]))
-            .await,
-        1,
-    );
-    assert_eq!(
-        store
-            .append(append(&s, ExpectedVersion::Exact(1), vec![event(2)]))
-            .await
-            .unwrap()
-            .last_version,
-        2
-    );
-    assert_eq!(
-        store
-            .append(append(&s, ExpectedVersion::StreamExists, vec![event(3)]))
-            .await
-            .unwrap()
-            .last_version,
-        3
-    );
-    assert_eq!(
-        store
-            .append(append(&s, ExpectedVersion::Any, vec![event(4)]))
-            .await
-            .unwrap()
-            .last_version,
-        4
-    );
+    assert_wrong_version(store.append(append(&s, ExpectedVersion::NoStream, vec![event(0)])).await, 1);
+    assert_wrong_version(store.append(append(&s, ExpectedVersion::Exact(0), vec![event(0)])).await, 1);
+    assert_wrong_version(store.append(append(&s, ExpectedVersion::Exact(2), vec![event(0)])).await, 1);
+    assert_eq!(store.append(append(&s, ExpectedVersion::Exact(1), vec![event(2)])).await.unwrap().last_version, 2);
+    assert_eq!(store.append(append(&s, ExpectedVersion::StreamExists, vec![event(3)])).await.unwrap().last_version, 3);
+    assert_eq!(store.append(append(&s, ExpectedVersion::Any, vec![event(4)])).await.unwrap().last_version, 4);
     // Any and Exact(0) on a missing stream start it.
     let t = stream("case-2");
-    assert_eq!(
-        store
-            .append(append(&t, ExpectedVersion::Any, vec![event(1)]))
-            .await
-            .unwrap()
-            .first_version,
-        1
-    );
+    assert_eq!(store.append(append(&t, ExpectedVersion::Any, vec![event(1)])).await.unwrap().first_version, 1);
     let u = stream("case-3");
-    assert_eq!(
-        store
-            .append(append(&u, ExpectedVersion::Exact(0), vec![event(1)]))
-            .await
-            .unwrap()
-            .first_version,
-        1
-    );
+    assert_eq!(store.append(append(&u, ExpectedVersion::Exact(0), vec![event(1)])).await.unwrap().first_version, 1);
     // Refusals appended nothing.
-    let versions: Vec<u64> = store
-        .read_stream(&s, 1, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.data["n"].as_u64().unwrap())
-        .collect();
+    let versions: Vec<u64> =
+        store.read_stream(&s, 1, 100).await.unwrap().iter().map(|e| e.data["n"].as_u64().unwrap()).collect();
     assert_eq!(versions, vec![1, 2, 3, 4]);
 }
 
 pub async fn a_refused_append_writes_nothing(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("refused-1");
-    let first = store
-        .append(append(&s, ExpectedVersion::NoStream, vec![event(1)]))
-        .await
-        .unwrap();
+    let first = store.append(append(&s, ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
     settle(&*store, first.last_position()).await;
     let head = store.head_position().await.unwrap();
-    let refused = store
-        .append(append(
-            &s,
-            ExpectedVersion::Exact(5),
-            vec![event(2), event(3)],
-        ))
-        .await;
+    let refused = store.append(append(&s, ExpectedVersion::Exact(5), vec![event(2), event(3)])).await;
     assert_wrong_version(refused, 1);
     assert_eq!(store.head_position().await.unwrap(), head);
-    assert_eq!(
-        store
-            .read_all(0, 100, &EventFilter::All)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.read_all(0, 100, &EventFilter::All).await.unwrap().len(), 1);
 }
 
 /// Appends `events_each` events per task to one stream from `tasks` tasks, each
@@ -270,10 +165,7 @@ pub async fn concurrent_exact_appends_have_one_winner_per_version(db: TestDataba
                 while wins < wins_each {
                     let v = store.stream_version(&s).await.unwrap();
                     let e = NewEvent::new("Counted", json!({"task": task, "win": wins}));
-                    match store
-                        .append(append(&s, ExpectedVersion::Exact(v), vec![e]))
-                        .await
-                    {
+                    match store.append(append(&s, ExpectedVersion::Exact(v), vec![e])).await {
                         Ok(r) => {
                             assert_eq!(r.first_version, v + 1);
                             wins += 1;
@@ -294,31 +186,12 @@ pub async fn concurrent_exact_appends_have_one_winner_per_version(db: TestDataba
         conflicts += h.await.unwrap();
     }
     let events = store.read_stream(&s, 1, 10_000).await.unwrap();
-    assert_eq!(
-        events.len() as u64,
-        tasks * wins_each,
-        "every win is stored exactly once"
-    );
+    assert_eq!(events.len() as u64, tasks * wins_each, "every win is stored exactly once");
     let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
-    assert_eq!(
-        versions,
-        (1..=tasks * wins_each).collect::<Vec<_>>(),
-        "versions are contiguous from 1"
-    );
-    let wins: HashSet<(u64, u64)> = events
-        .iter()
-        .map(|e| {
-            (
-                e.data["task"].as_u64().unwrap(),
-                e.data["win"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        wins.len() as u64,
-        tasks * wins_each,
-        "no win was written twice"
-    );
+    assert_eq!(versions, (1..=tasks * wins_each).collect::<Vec<_>>(), "versions are contiguous from 1");
+    let wins: HashSet<(u64, u64)> =
+        events.iter().map(|e| (e.data["task"].as_u64().unwrap(), e.data["win"].as_u64().unwrap())).collect();
+    assert_eq!(wins.len() as u64, tasks * wins_each, "no win was written twice");
     // On SQLite the writer serializes appends, so conflicts come only from the gap
     // between reading the version and appending; they must still be reported, never
     // resolved by overwriting. Their count is not asserted: it depends on timing.
@@ -336,10 +209,7 @@ pub async fn concurrent_any_appends_lose_nothing(db: TestDatabase) {
             tokio::spawn(async move {
                 for i in 0..each {
                     let e = NewEvent::new("Counted", json!({"task": task, "i": i}));
-                    store
-                        .append(append(&s, ExpectedVersion::Any, vec![e]))
-                        .await
-                        .unwrap();
+                    store.append(append(&s, ExpectedVersion::Any, vec![e])).await.unwrap();
                 }
             })
         })
@@ -348,10 +218,7 @@ pub async fn concurrent_any_appends_lose_nothing(db: TestDatabase) {
         h.await.unwrap();
     }
     let events = store.read_stream(&s, 1, 10_000).await.unwrap();
-    assert_eq!(
-        events.iter().map(|e| e.version).collect::<Vec<_>>(),
-        (1..=tasks * each).collect::<Vec<_>>()
-    );
+    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=tasks * each).collect::<Vec<_>>());
 }
 
 pub async fn distinct_streams_never_conflict(db: TestDatabase) {
@@ -380,61 +247,58 @@ pub async fn distinct_streams_never_conflict(db: TestDatabase) {
         last = last.max(h.await.unwrap());
     }
     settle(&*store, last).await;
-    assert_eq!(
-        store.count_after(0, &EventFilter::All).await.unwrap(),
-        tasks * each
-    );
+    assert_eq!(store.count_after(0, &EventFilter::All).await.unwrap(), tasks * each);
 }
 
 pub async fn a_batch_is_all_or_nothing(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("batch-1");
     let existing = event(1);
-    store
-        .append(append(
-            &s,
-            ExpectedVersion::NoStream,
-            vec![existing.clone()],
-        ))
-        .await
-        .unwrap();
+    store.append(append(&s, ExpectedVersion::NoStream, vec![existing.clone()])).await.unwrap();
     // The third event reuses an id already stored: the database refuses it, and the
     // two events before it in the batch must go too.
     let mut duplicate = event(4);
     duplicate.event_id = existing.event_id;
     let t = stream("batch-2");
-    let result = store
-        .append(append(
-            &t,
-            ExpectedVersion::NoStream,
-            vec![event(2), event(3), duplicate],
-        ))
-        .await;
+    let result = store.append(append(&t, ExpectedVersion::NoStream, vec![event(2), event(3), duplicate])).await;
     assert!(result.is_err(), "a duplicate event id must fail the append");
     assert_eq!(version_of(&*store, &t).await, 0);
     // A good batch lands whole, with contiguous versions.
-    let r = store
-        .append(append(
-            &t,
-            ExpectedVersion::NoStream,
-            (0..10).map(event).collect(),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.first_version, r.last_version, r.positions.len()),
-        (1, 10, 10)
-    );
+    let r = store.append(append(&t, ExpectedVersion::NoStream, (0..10).map(event).collect())).await.unwrap();
+    assert_eq!((r.first_version, r.last_version, r.positions.len()), (1, 10, 10));
     settle(&*store, r.last_position()).await;
-    assert_eq!(
-        store
-            .read_all(0, 100, &EventFilter::All)
-            .await
-            .unwrap()
-            .len(),
-        11,
-        "nothing of the failed batch"
-    );
+    assert_eq!(store.read_all(0, 100, &EventFilter::All).await.unwrap().len(), 11, "nothing of the failed batch");
+}
+
+/// Concurrent appends may share a transaction (group commit on both backends); one of
+/// them failing must not take the others down.
+pub async fn a_failing_append_does_not_fail_its_neighbours(db: TestDatabase) {
+    let store = db.store().await;
+    let taken = event(0);
+    store.append(append(&stream("taken-1"), ExpectedVersion::NoStream, vec![taken.clone()])).await.unwrap();
+    for round in 0..5 {
+        let handles: Vec<_> = (0..24u64)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                let mut e = event(i);
+                if i == 7 {
+                    e.event_id = taken.event_id; // refused by the database
+                }
+                let expected = if i == 11 { ExpectedVersion::Exact(3) } else { ExpectedVersion::NoStream };
+                tokio::spawn(async move {
+                    store.append(append(&stream(&format!("nb{round}-{i}")), expected, vec![e])).await
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            let result = h.await.unwrap();
+            match i {
+                7 => assert!(result.is_err(), "the duplicate event id is refused"),
+                11 => assert_wrong_version(result, 0),
+                _ => assert!(result.is_ok(), "append {i} failed with its neighbour: {result:?}"),
+            }
+        }
+    }
 }
 
 pub async fn read_all_is_in_global_order_across_streams(db: TestDatabase) {
@@ -447,10 +311,7 @@ pub async fn read_all_is_in_global_order_across_streams(db: TestDatabase) {
                 let s = stream(&format!("order-{task}"));
                 let mut positions = Vec::new();
                 for v in 0..each {
-                    let r = store
-                        .append(append(&s, ExpectedVersion::Exact(v), vec![event(v)]))
-                        .await
-                        .unwrap();
+                    let r = store.append(append(&s, ExpectedVersion::Exact(v), vec![event(v)])).await.unwrap();
                     positions.extend(r.positions);
                 }
                 positions
@@ -464,10 +325,7 @@ pub async fn read_all_is_in_global_order_across_streams(db: TestDatabase) {
     settle(&*store, appended.iter().copied().max().unwrap_or(0)).await;
     let all = store.read_all(0, 10_000, &EventFilter::All).await.unwrap();
     assert_eq!(all.len() as u64, tasks * each);
-    assert!(
-        all.windows(2).all(|w| w[0].position < w[1].position),
-        "strictly increasing positions"
-    );
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position), "strictly increasing positions");
     appended.sort_unstable();
     assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), appended);
     // Within each stream, global order agrees with version order.
@@ -483,11 +341,7 @@ pub async fn read_all_resumes_from_a_cursor(db: TestDatabase) {
     let mut last = 0;
     for i in 0..50u64 {
         let s = stream(&format!("cursor-{}", i % 7));
-        last = store
-            .append(append(&s, ExpectedVersion::Any, vec![event(i)]))
-            .await
-            .unwrap()
-            .last_position();
+        last = store.append(append(&s, ExpectedVersion::Any, vec![event(i)])).await.unwrap().last_position();
     }
     settle(&*store, last).await;
     let everything = store.read_all(0, 1000, &EventFilter::All).await.unwrap();
@@ -500,18 +354,8 @@ pub async fn read_all_resumes_from_a_cursor(db: TestDatabase) {
         paged.extend(page);
     }
     assert_eq!(paged, everything);
-    assert_eq!(
-        store
-            .count_after(everything[9].position, &EventFilter::All)
-            .await
-            .unwrap(),
-        40
-    );
-    assert!(store
-        .read_all(store.head_position().await.unwrap(), 10, &EventFilter::All)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(store.count_after(everything[9].position, &EventFilter::All).await.unwrap(), 40);
+    assert!(store.read_all(store.head_position().await.unwrap(), 10, &EventFilter::All).await.unwrap().is_empty());
 }
 
 pub async fn read_all_narrows_to_categories_and_types(db: TestDatabase) {
@@ -524,11 +368,7 @@ pub async fn read_all_narrows_to_categories_and_types(db: TestDatabase) {
             _ => (format!("order-{i}"), "ItemAdded"),
         };
         let e = NewEvent::new(ty, json!({"i": i}));
-        last = store
-            .append(append(&stream(&s), ExpectedVersion::NoStream, vec![e]))
-            .await
-            .unwrap()
-            .last_position();
+        last = store.append(append(&stream(&s), ExpectedVersion::NoStream, vec![e])).await.unwrap().last_position();
     }
     settle(&*store, last).await;
     let orders = EventFilter::Categories(vec!["order".into()]);
@@ -548,27 +388,16 @@ pub async fn read_all_narrows_to_categories_and_types(db: TestDatabase) {
     let got = store.read_all(0, 100, &types).await.unwrap();
     assert_eq!(got.len(), 20);
     assert!(got.iter().all(|e| e.event_type != "OrderCreated"));
-    assert!(store
-        .read_all(0, 100, &EventFilter::Categories(vec![]))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(store.read_all(0, 100, &EventFilter::Categories(vec![])).await.unwrap().is_empty());
 }
 
 pub async fn large_payloads_round_trip(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("large-1");
-    let blob: String = (0..1_000_000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let nested: Vec<serde_json::Value> = (0..2_000)
-        .map(|i| json!({"i": i, "name": format!("item {i}")}))
-        .collect();
+    let blob: String = (0..1_000_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let nested: Vec<serde_json::Value> = (0..2_000).map(|i| json!({"i": i, "name": format!("item {i}")})).collect();
     let e = NewEvent::new("Large", json!({"blob": blob, "items": nested}));
-    store
-        .append(append(&s, ExpectedVersion::NoStream, vec![e.clone()]))
-        .await
-        .unwrap();
+    store.append(append(&s, ExpectedVersion::NoStream, vec![e.clone()])).await.unwrap();
     let back = store.read_stream(&s, 1, 1).await.unwrap();
     assert_eq!(back[0].data, e.data);
 }
@@ -586,97 +415,44 @@ pub async fn awkward_stream_ids_round_trip(db: TestDatabase) {
     ];
     for id in &ids {
         let s = stream(id);
-        store
-            .append(append(&s, ExpectedVersion::NoStream, vec![event(1)]))
-            .await
-            .unwrap();
+        store.append(append(&s, ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
         let back = store.read_stream(&s, 1, 10).await.unwrap();
         assert_eq!(back.len(), 1, "{id:?} reads back alone");
         assert_eq!(back[0].stream_id.as_str(), id);
     }
     // Wildcards are data, not patterns: a category filter matches exactly.
-    settle(
-        &*store,
-        store.read_stream(&stream(&ids[5]), 1, 1).await.unwrap()[0].position,
-    )
-    .await;
-    let got = store
-        .read_all(
-            0,
-            100,
-            &EventFilter::Categories(vec!["%_ like wildcards _%".into()]),
-        )
-        .await
-        .unwrap();
+    settle(&*store, store.read_stream(&stream(&ids[5]), 1, 1).await.unwrap()[0].position).await;
+    let got = store.read_all(0, 100, &EventFilter::Categories(vec!["%_ like wildcards _%".into()])).await.unwrap();
     assert_eq!(got.len(), 1);
-    assert!(
-        StreamId::new("é".repeat(MAX_STREAM_ID_CHARS + 1)).is_err(),
-        "over-long ids are refused"
-    );
+    assert!(StreamId::new("é".repeat(MAX_STREAM_ID_CHARS + 1)).is_err(), "over-long ids are refused");
     assert!(StreamId::new("").is_err());
     assert!(StreamId::new("nul\0byte").is_err());
-    let over_long: Result<StreamId, _> =
-        serde_json::from_value(json!("x".repeat(MAX_STREAM_ID_CHARS + 1)));
-    assert!(
-        over_long.is_err(),
-        "deserializing does not bypass the check"
-    );
+    let over_long: Result<StreamId, _> = serde_json::from_value(json!("x".repeat(MAX_STREAM_ID_CHARS + 1)));
+    assert!(over_long.is_err(), "deserializing does not bypass the check");
 }
 
 pub async fn invalid_appends_are_refused(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("invalid-1");
     let empty = store.append(append(&s, ExpectedVersion::Any, vec![])).await;
-    assert!(
-        matches!(empty, Err(StoreError::InvalidAppend { .. })),
-        "{empty:?}"
-    );
-    let nameless = store
-        .append(append(
-            &s,
-            ExpectedVersion::Any,
-            vec![NewEvent::new("", json!({}))],
-        ))
-        .await;
-    assert!(
-        matches!(nameless, Err(StoreError::InvalidAppend { .. })),
-        "{nameless:?}"
-    );
+    assert!(matches!(empty, Err(StoreError::InvalidAppend { .. })), "{empty:?}");
+    let nameless = store.append(append(&s, ExpectedVersion::Any, vec![NewEvent::new("", json!({}))])).await;
+    assert!(matches!(nameless, Err(StoreError::InvalidAppend { .. })), "{nameless:?}");
     assert_eq!(version_of(&*store, &s).await, 0);
 }
 
 pub async fn subscribers_are_woken_by_appends(db: TestDatabase) {
     let store = db.store().await;
     let mut signal = store.subscribe();
-    assert!(
-        !signal.wait(Duration::from_millis(50)).await,
-        "no wake-up without an append"
-    );
+    assert!(!signal.wait(Duration::from_millis(50)).await, "no wake-up without an append");
     let writer = Arc::clone(&store);
     let appended = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        writer
-            .append(append(
-                &stream("wake-1"),
-                ExpectedVersion::Any,
-                vec![event(1)],
-            ))
-            .await
-            .unwrap()
+        writer.append(append(&stream("wake-1"), ExpectedVersion::Any, vec![event(1)])).await.unwrap()
     });
-    assert!(
-        signal.wait(Duration::from_secs(5)).await,
-        "an append wakes subscribers"
-    );
+    assert!(signal.wait(Duration::from_secs(5)).await, "an append wakes subscribers");
     settle(&*store, appended.await.unwrap().last_position()).await;
-    assert_eq!(
-        store
-            .read_all(0, 10, &EventFilter::All)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.read_all(0, 10, &EventFilter::All).await.unwrap().len(), 1);
 }
 
 fn record(key: &str, fingerprint: &str) -> crate::IdempotencyRecord {
@@ -693,65 +469,30 @@ pub async fn idempotency_record_commits_with_the_append(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("idem-1");
     let r = store
-        .append(
-            append(&s, ExpectedVersion::NoStream, vec![event(1), event(2)])
-                .with_idempotency(record("k1", "f1")),
-        )
+        .append(append(&s, ExpectedVersion::NoStream, vec![event(1), event(2)]).with_idempotency(record("k1", "f1")))
         .await
         .unwrap();
-    let stored = store
-        .find_idempotency("POST /orders", "k1")
-        .await
-        .unwrap()
-        .expect("recorded");
+    let stored = store.find_idempotency("POST /orders", "k1").await.unwrap().expect("recorded");
     assert_eq!(stored.record.fingerprint, "f1");
     assert_eq!(stored.record.outcome, json!({"status": 201}));
-    let range = stored
-        .appended
-        .expect("the record knows what its append wrote");
-    assert_eq!(
-        (range.first_version, range.last_version, range.last_position),
-        (1, 2, r.last_position())
-    );
+    let range = stored.appended.expect("the record knows what its append wrote");
+    assert_eq!((range.first_version, range.last_version, range.last_position), (1, 2, r.last_position()));
     // A refused append leaves no record behind.
-    let refused = store
-        .append(
-            append(&s, ExpectedVersion::NoStream, vec![event(3)])
-                .with_idempotency(record("k2", "f2")),
-        )
-        .await;
+    let refused =
+        store.append(append(&s, ExpectedVersion::NoStream, vec![event(3)]).with_idempotency(record("k2", "f2"))).await;
     assert_wrong_version(refused, 2);
-    assert!(store
-        .find_idempotency("POST /orders", "k2")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(store.find_idempotency("POST /orders", "k2").await.unwrap().is_none());
     // Rejections are recorded without events.
     store.record_outcome(record("k3", "f3")).await.unwrap();
-    let stored = store
-        .find_idempotency("POST /orders", "k3")
-        .await
-        .unwrap()
-        .expect("recorded");
+    let stored = store.find_idempotency("POST /orders", "k3").await.unwrap().expect("recorded");
     assert!(stored.appended.is_none());
     // Expired records are purged, live ones kept.
     let mut old = record("k4", "f4");
     old.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
     store.record_outcome(old).await.unwrap();
-    assert_eq!(
-        store.purge_idempotency(chrono::Utc::now()).await.unwrap(),
-        1
-    );
-    assert!(store
-        .find_idempotency("POST /orders", "k4")
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .find_idempotency("POST /orders", "k1")
-        .await
-        .unwrap()
-        .is_some());
+    assert_eq!(store.purge_idempotency(chrono::Utc::now()).await.unwrap(), 1);
+    assert!(store.find_idempotency("POST /orders", "k4").await.unwrap().is_none());
+    assert!(store.find_idempotency("POST /orders", "k1").await.unwrap().is_some());
 }
 
 pub async fn idempotency_key_is_taken_once(db: TestDatabase) {
@@ -764,10 +505,7 @@ pub async fn idempotency_key_is_taken_once(db: TestDatabase) {
                 // Distinct streams, so that only the key can stop the duplicates.
                 let s = stream(&format!("idem-race-{task}"));
                 store
-                    .append(
-                        append(&s, ExpectedVersion::Any, vec![event(1)])
-                            .with_idempotency(record("same", "f")),
-                    )
+                    .append(append(&s, ExpectedVersion::Any, vec![event(1)]).with_idempotency(record("same", "f")))
                     .await
             })
         })
@@ -784,34 +522,19 @@ pub async fn idempotency_key_is_taken_once(db: TestDatabase) {
         }
     }
     assert_eq!(won, 1, "exactly one append with the key commits");
-    assert_eq!(
-        store.count_after(0, &EventFilter::All).await.unwrap(),
-        1,
-        "the losers appended nothing"
-    );
-    assert!(matches!(
-        store.record_outcome(record("same", "g")).await,
-        Err(StoreError::IdempotencyKeyExists { .. })
-    ));
+    assert_eq!(store.count_after(0, &EventFilter::All).await.unwrap(), 1, "the losers appended nothing");
+    assert!(matches!(store.record_outcome(record("same", "g")).await, Err(StoreError::IdempotencyKeyExists { .. })));
 }
 
 pub async fn snapshots_keep_the_newest(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("snap-1");
     assert!(store.load_snapshot(&s).await.unwrap().is_none());
-    let snap = |version: u64| crate::Snapshot {
-        stream_id: s.clone(),
-        version,
-        state_schema: 2,
-        state: json!({"v": version}),
-    };
+    let snap =
+        |version: u64| crate::Snapshot { stream_id: s.clone(), version, state_schema: 2, state: json!({"v": version}) };
     store.save_snapshot(&snap(10)).await.unwrap();
     store.save_snapshot(&snap(5)).await.unwrap();
-    assert_eq!(
-        store.load_snapshot(&s).await.unwrap(),
-        Some(snap(10)),
-        "an older snapshot never replaces a newer one"
-    );
+    assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(snap(10)), "an older snapshot never replaces a newer one");
     store.save_snapshot(&snap(20)).await.unwrap();
     assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(snap(20)));
 }

@@ -39,11 +39,7 @@ impl TestDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory for the test database");
                 let url = format!("sqlite://{}", dir.path().join("ordo.db").display());
-                Some(Self {
-                    backend,
-                    url,
-                    cleanup: Cleanup::Sqlite(Arc::new(dir)),
-                })
+                Some(Self { backend, url, cleanup: Cleanup::Sqlite(Arc::new(dir)) })
             }
             Backend::Postgres => Self::create_postgres(test).await,
         }
@@ -67,11 +63,7 @@ impl TestDatabase {
         }
         let mut url = url::Url::parse(&admin_url).expect("DATABASE_URL connected, so it parses");
         url.set_path(&name);
-        Some(Self {
-            backend: Backend::Postgres,
-            url: url.to_string(),
-            cleanup: Cleanup::Postgres { admin_url, name },
-        })
+        Some(Self { backend: Backend::Postgres, url: url.to_string(), cleanup: Cleanup::Postgres { admin_url, name } })
     }
 
     pub fn backend(&self) -> Backend {
@@ -85,23 +77,17 @@ impl TestDatabase {
 
     /// A store on this database, migrated.
     pub async fn store(&self) -> Arc<dyn EventStore> {
-        crate::connect(&self.url)
-            .await
-            .expect("the test database accepts connections")
+        crate::connect(&self.url).await.expect("the test database accepts connections")
     }
 
     /// The PostgreSQL store, for tests of PostgreSQL-only behaviour.
     pub async fn postgres(&self) -> PostgresStore {
-        PostgresStore::connect(&self.url)
-            .await
-            .expect("the test database accepts connections")
+        PostgresStore::connect(&self.url).await.expect("the test database accepts connections")
     }
 
     /// The SQLite store, for tests of SQLite-only behaviour.
     pub async fn sqlite(&self) -> SqliteStore {
-        SqliteStore::connect(&self.url)
-            .await
-            .expect("the test database opens")
+        SqliteStore::connect(&self.url).await.expect("the test database opens")
     }
 
     async fn destroy(self) {
@@ -114,10 +100,7 @@ impl TestDatabase {
             }
             .await;
             if let Err(e) = dropped {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "could not drop test database {name}: {e}"
-                );
+                let _ = writeln!(std::io::stderr(), "could not drop test database {name}: {e}");
             }
         }
     }

@@ -1,0 +1,204 @@
+//! Group commit for PostgreSQL appends. Concurrent appends queue here; a dispatcher
+//! keeps up to `concurrency` groups in flight, each group one statement and one commit
+//! for many appends to distinct streams. Under load the queue fills while groups are
+//! in flight, so groups grow exactly when per-commit overhead matters; an append that
+//! arrives alone goes out alone at once.
+//!
+//! Within a process a stream is never in two groups at once (its second append waits
+//! for the next group), and each group locks its streams in `stream_id` order, so two
+//! nodes' groups cannot deadlock. If a group fails as a whole (a race with another
+//! node), each of its appends is retried alone, so one append's conflict never
+//! becomes another's.
+
+use futures::future::join_all;
+use sqlx::postgres::PgPool;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::append::{append_alone, append_group, Verdict};
+use super::notify::Notifier;
+use crate::signal::SignalSender;
+use crate::{AppendRequest, AppendResult, ExpectedVersion, StoreError, StreamId, Version};
+
+/// The most appends and events one group carries.
+const MAX_GROUP_APPENDS: usize = 256;
+const MAX_GROUP_EVENTS: usize = 4096;
+
+struct Pending {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// Where appends are submitted.
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    queue: mpsc::Sender<Pending>,
+}
+
+/// What a group needs to talk to the database and announce new events.
+#[derive(Clone)]
+pub(crate) struct Sink {
+    pub(crate) pool: PgPool,
+    pub(crate) signal: Arc<SignalSender>,
+    pub(crate) notifier: Notifier,
+}
+
+impl GroupCommit {
+    pub(crate) fn start(sink: Sink, concurrency: usize) -> Self {
+        let (queue, rx) = mpsc::channel(16 * MAX_GROUP_APPENDS);
+        tokio::spawn(dispatch(sink, rx, concurrency.max(1)));
+        Self { queue }
+    }
+
+    /// Appends `request` in the next group and waits for its commit.
+    pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || StoreError::CommitFailed("the append dispatcher has stopped".into());
+        self.queue.send(Pending { request, reply }).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn dispatch(sink: Sink, mut incoming: mpsc::Receiver<Pending>, concurrency: usize) {
+    let (done_tx, mut done) = mpsc::unbounded_channel::<Vec<(StreamId, Option<Version>)>>();
+    let mut queue: VecDeque<Pending> = VecDeque::new();
+    let mut in_flight: HashSet<StreamId> = HashSet::new();
+    let mut free = concurrency;
+    let mut open = true;
+    while open || !queue.is_empty() || free < concurrency {
+        tokio::select! {
+            next = incoming.recv(), if open => match next {
+                Some(pending) => queue.push_back(pending),
+                None => open = false,
+            },
+            Some(streams) = done.recv() => {
+                free += 1;
+                for (stream, version) in streams {
+                    in_flight.remove(&stream);
+                    if let Some(version) = version {
+                        fail_doomed(&mut queue, &stream, version);
+                    }
+                }
+            }
+        }
+        while let Ok(pending) = incoming.try_recv() {
+            queue.push_back(pending);
+        }
+        while free > 0 {
+            let group = take_group(&mut queue, &in_flight);
+            if group.is_empty() {
+                break;
+            }
+            free -= 1;
+            in_flight.extend(group.iter().map(|p| p.request.stream_id.clone()));
+            let (sink, done_tx) = (sink.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let _ = done_tx.send(flush(&sink, group).await);
+            });
+        }
+    }
+}
+
+/// Takes the next group from the queue: appends in arrival order, skipping (and
+/// leaving queued) those whose stream is in flight or already in the group.
+fn take_group(queue: &mut VecDeque<Pending>, in_flight: &HashSet<StreamId>) -> Vec<Pending> {
+    let mut group = Vec::new();
+    let mut streams = HashSet::new();
+    let mut events = 0;
+    let mut left = VecDeque::with_capacity(queue.len());
+    while let Some(pending) = queue.pop_front() {
+        let stream = &pending.request.stream_id;
+        let size = pending.request.events.len();
+        let fits = group.len() < MAX_GROUP_APPENDS && (group.is_empty() || events + size <= MAX_GROUP_EVENTS);
+        if fits && !in_flight.contains(stream) && !streams.contains(stream) {
+            streams.insert(stream.clone());
+            events += size;
+            group.push(pending);
+        } else {
+            left.push_back(pending);
+        }
+    }
+    *queue = left;
+    group
+}
+
+/// Answers the queued appends to `stream` that cannot succeed now that it is known to
+/// be at `version` (versions only grow), without a round trip each. This is what
+/// keeps a hot stream's losers from queueing up behind each other.
+fn fail_doomed(queue: &mut VecDeque<Pending>, stream: &StreamId, version: Version) {
+    let doomed = |p: &Pending| {
+        &p.request.stream_id == stream
+            && match p.request.expected {
+                ExpectedVersion::NoStream => version > 0,
+                ExpectedVersion::Exact(v) => v < version,
+                ExpectedVersion::Any | ExpectedVersion::StreamExists => false,
+            }
+    };
+    if !queue.iter().any(doomed) {
+        return;
+    }
+    let (fail, keep): (VecDeque<Pending>, VecDeque<Pending>) = queue.drain(..).partition(doomed);
+    *queue = keep;
+    for pending in fail {
+        let request = &pending.request;
+        let error = StoreError::WrongExpectedVersion {
+            stream: request.stream_id.to_string(),
+            expected: request.expected,
+            actual: version,
+        };
+        let _ = pending.reply.send(Err(error));
+    }
+}
+
+/// Appends a group and answers its callers; returns each stream with the version it
+/// is now known to have reached, if any.
+async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Version>)> {
+    // One lock order for every group, on every node.
+    group.sort_by(|a, b| a.request.stream_id.cmp(&b.request.stream_id));
+    let outcomes = if group.len() == 1 {
+        vec![append_alone(&sink.pool, &group[0].request).await]
+    } else {
+        match append_together(&sink.pool, &group).await {
+            Ok(outcomes) => outcomes,
+            // The group lost a race as a whole: settle each append on its own.
+            Err(_) => join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await,
+        }
+    };
+    if outcomes.iter().any(Result::is_ok) {
+        sink.signal.notify();
+        sink.notifier.poke();
+    }
+    let mut known = Vec::with_capacity(group.len());
+    for (pending, outcome) in group.into_iter().zip(outcomes) {
+        let version = match &outcome {
+            Ok(result) => Some(result.last_version),
+            Err(StoreError::WrongExpectedVersion { actual, .. }) => Some(*actual),
+            Err(_) => None,
+        };
+        known.push((pending.request.stream_id.clone(), version));
+        let _ = pending.reply.send(outcome);
+    }
+    known
+}
+
+async fn append_together(
+    pool: &PgPool,
+    group: &[Pending],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let requests: Vec<&AppendRequest> = group.iter().map(|p| &p.request).collect();
+    let mut conn = pool.acquire().await?;
+    let verdicts = append_group(&mut conn, &requests).await?;
+    Ok(requests
+        .into_iter()
+        .zip(verdicts)
+        .map(|(request, verdict)| match verdict {
+            Verdict::Appended(result) => Ok(result),
+            Verdict::WrongVersion { actual } => Err(StoreError::WrongExpectedVersion {
+                stream: request.stream_id.to_string(),
+                expected: request.expected,
+                actual,
+            }),
+        })
+        .collect())
+}
