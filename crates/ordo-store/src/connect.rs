@@ -34,7 +34,7 @@ impl DatabaseUrl {
             Backend::Postgres
         } else {
             return Err(StoreError::InvalidDatabaseUrl {
-                url: url.split(['@', '?']).last().unwrap_or_default().to_owned(),
+                url: url.split(['@', '?']).next_back().unwrap_or_default().to_owned(),
                 reason: "expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             });
         };

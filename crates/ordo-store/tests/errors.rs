@@ -1,4 +1,5 @@
 //! Clear errors, not panics, for the ways a database can be unusable.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use ordo_store::testing::{run, TestDatabase};
 use ordo_store::{connect, AppendRequest, Backend, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};

@@ -1,5 +1,6 @@
 //! PostgreSQL-only behaviour: the skip-free `$all` watermark under out-of-order
 //! commits, and the trigger that keeps events immutable.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use ordo_store::postgres::{OpenAppend, PostgresStore};
 use ordo_store::testing::{conformance::settle, run, TestDatabase};

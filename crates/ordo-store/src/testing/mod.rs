@@ -2,6 +2,8 @@
 //! backend, a macro that runs one test body against both, and the conformance suite
 //! every backend must pass.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 pub mod conformance;
 mod database;
 
