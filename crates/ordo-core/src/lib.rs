@@ -1,1 +1,20 @@
+//! Ordo's command side. An [`Aggregate`] is plain Rust — state, commands, events,
+//! `decide` and `apply`, no I/O — and the [`CommandHandler`] does the rest: it loads
+//! the aggregate (cache, or snapshot + tail of its stream), lets it decide, and commits
+//! the decision by an optimistic append, retrying with backoff and jitter when another
+//! writer got there first, and making keyed commands take effect at most once.
 
+mod aggregate;
+mod cache;
+mod codec;
+mod handler;
+mod idempotency;
+mod locks;
+mod retry;
+pub mod testkit;
+
+pub use aggregate::{Aggregate, DomainEvent, RejectionKind, UpcastError};
+pub use codec::{decode_event, encode_event, CodecError};
+pub use handler::{CommandError, CommandHandler, CommandRequest, Committed, Expectation, HandlerConfig};
+pub use idempotency::IdempotencyKey;
+pub use retry::RetryPolicy;
