@@ -178,7 +178,7 @@ async fn insert_idempotency(
 /// version under `BEGIN IMMEDIATE`, which holds SQLite's only write lock until
 /// commit, so nothing can slip in between the check and the insert; the
 /// `UNIQUE (stream_id, version)` constraint backs it.
-async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
+pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
     let stream = request.stream_id.as_str();
     let current = current_version(conn, stream).await?;
     if !request.expected.accepts(current) {
