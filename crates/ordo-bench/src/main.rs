@@ -2,6 +2,7 @@
 //! baseline in the same run and prints a table, then one JSON line with all figures.
 
 mod append;
+mod commands;
 mod phase;
 mod raw;
 
@@ -18,11 +19,14 @@ struct Cli {
 enum Bench {
     /// Event-store appends vs raw single-row INSERTs.
     Append(append::Args),
+    /// Commands through the command handler (no HTTP) vs raw single-row INSERTs.
+    Commands(commands::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Append(args) => append::run(args).await,
+        Bench::Commands(args) => commands::run(args).await,
     }
 }

@@ -7,6 +7,7 @@ use ordo_store::{
     AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, Position, Snapshot, StoreError,
     StreamId, Version,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -141,12 +142,29 @@ pub enum CommandError<R> {
 
 type Outcome<A> = Result<Committed<<A as Aggregate>::Event>, CommandError<<A as Aggregate>::Rejection>>;
 
+/// Counts of what a handler did since it was created (also exported as metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandlerStats {
+    pub commands: u64,
+    /// Appends that lost to a concurrent writer (each is retried or surfaced).
+    pub conflicts: u64,
+    pub retries: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commands: AtomicU64,
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+}
+
 /// Runs commands against aggregates of type `A` on an event store.
 pub struct CommandHandler<A: Aggregate> {
     store: Arc<dyn EventStore>,
     config: HandlerConfig,
     locks: StripedLocks,
     cache: AggregateCache<A>,
+    counters: Counters,
 }
 
 impl<A: Aggregate> CommandHandler<A> {
@@ -154,8 +172,17 @@ impl<A: Aggregate> CommandHandler<A> {
         Self {
             locks: StripedLocks::new(config.lock_stripes),
             cache: AggregateCache::new(config.cache_capacity),
+            counters: Counters::default(),
             store,
             config,
+        }
+    }
+
+    pub fn stats(&self) -> HandlerStats {
+        HandlerStats {
+            commands: self.counters.commands.load(Ordering::Relaxed),
+            conflicts: self.counters.conflicts.load(Ordering::Relaxed),
+            retries: self.counters.retries.load(Ordering::Relaxed),
         }
     }
 
@@ -179,6 +206,7 @@ impl<A: Aggregate> CommandHandler<A> {
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(_) => "error",
         };
+        self.counters.commands.fetch_add(1, Ordering::Relaxed);
         counter!("ordo_commands_total", "aggregate" => A::CATEGORY, "outcome" => label).increment(1);
         histogram!("ordo_command_duration_seconds", "aggregate" => A::CATEGORY).record(started.elapsed());
         outcome
@@ -198,18 +226,23 @@ impl<A: Aggregate> CommandHandler<A> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (version, state) = self.load(&stream).await?;
+            let (version, state) = self.take_or_load(&stream).await?;
             if let Expectation::Pinned(expected) = request.expectation {
                 if !expected.accepts(version) {
+                    self.cache.put(stream.as_str(), version, state);
                     let outcome = RecordedOutcome::WrongExpectedVersion { expected, actual: version };
                     return self.refuse(key, outcome).await;
                 }
             }
             let events = match state.decide(&request.command) {
                 Ok(events) => events,
-                Err(rejection) => return self.refuse(key, RecordedOutcome::Rejected { rejection }).await,
+                Err(rejection) => {
+                    self.cache.put(stream.as_str(), version, state);
+                    return self.refuse(key, RecordedOutcome::Rejected { rejection }).await;
+                }
             };
             if events.is_empty() {
+                self.cache.put(stream.as_str(), version, state);
                 let aggregate_id = request.aggregate_id.clone();
                 return Ok(Committed {
                     aggregate_id,
@@ -243,8 +276,9 @@ impl<A: Aggregate> CommandHandler<A> {
                         replayed: false,
                     });
                 }
+                // The state we took from the cache is stale: it is dropped here.
                 Err(StoreError::WrongExpectedVersion { actual, .. }) => {
-                    self.cache.invalidate(stream.as_str());
+                    self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_conflicts_total", "aggregate" => A::CATEGORY).increment(1);
                     if let Expectation::Pinned(expected @ ExpectedVersion::Exact(_)) = request.expectation {
                         return self.refuse(key, RecordedOutcome::WrongExpectedVersion { expected, actual }).await;
@@ -252,6 +286,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     if !self.config.retry.allows_another(attempts, started.elapsed()) {
                         return Err(CommandError::Conflict { attempts });
                     }
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_retries_total", "aggregate" => A::CATEGORY).increment(1);
                     let delay = self.config.retry.delay(attempts, &mut rand::thread_rng());
                     tokio::time::sleep(delay).await;
@@ -265,12 +300,9 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
-    /// The aggregate's current version and state: from the cache, or rebuilt from the
-    /// newest usable snapshot and the events after it.
+    /// The aggregate's current version and state, rebuilt from the newest usable
+    /// snapshot and the events after it (the cache is neither read nor filled).
     pub async fn load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
-        if let Some(hit) = self.cache.get(stream.as_str()) {
-            return Ok(hit);
-        }
         let (mut version, mut state) = self.load_snapshot(stream).await?;
         let from = version;
         loop {
@@ -286,8 +318,16 @@ impl<A: Aggregate> CommandHandler<A> {
         if self.config.snapshot_every.is_some_and(|every| version - from >= every) {
             self.save_snapshot(stream, version, &state);
         }
-        self.cache.put(stream.as_str(), version, state.clone());
         Ok((version, state))
+    }
+
+    /// The cached aggregate, taken out of the cache for the command (the caller holds
+    /// its turn and puts it back), or a fresh load.
+    async fn take_or_load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
+        match self.cache.take(stream.as_str()) {
+            Some(hit) => Ok(hit),
+            None => self.load(stream).await,
+        }
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {

@@ -15,6 +15,6 @@ pub mod testkit;
 
 pub use aggregate::{Aggregate, DomainEvent, RejectionKind, UpcastError};
 pub use codec::{decode_event, encode_event, CodecError};
-pub use handler::{CommandError, CommandHandler, CommandRequest, Committed, Expectation, HandlerConfig};
+pub use handler::{CommandError, CommandHandler, CommandRequest, Committed, Expectation, HandlerConfig, HandlerStats};
 pub use idempotency::{spawn_idempotency_purge, IdempotencyKey};
 pub use retry::RetryPolicy;

@@ -130,7 +130,10 @@ mod bodies {
 
     pub async fn concurrent_duplicates_of_a_keyed_command_take_effect_once(db: TestDatabase) {
         let store = db.store().await;
-        let handlers = [handler(Arc::clone(&store), HandlerConfig::default()), handler(Arc::clone(&store), HandlerConfig::default())];
+        let handlers = [
+            handler(Arc::clone(&store), HandlerConfig::default()),
+            handler(Arc::clone(&store), HandlerConfig::default()),
+        ];
         handlers[0].handle(CommandRequest::new("o4", create())).await.unwrap();
         let joins: Vec<_> = (0..32)
             .map(|i| {
@@ -177,12 +180,20 @@ mod bodies {
     pub async fn rejections_are_recorded_and_replayed(db: TestDatabase) {
         let store = db.store().await;
         let h = handler(Arc::clone(&store), HandlerConfig::default());
-        let first = h.handle(CommandRequest::new("o6", OrderCommand::PlaceOrder).with_idempotency(key("k6", "f"))).await;
-        assert!(matches!(first, Err(CommandError::Rejected { rejection: OrderRejection::OrderNotFound, replayed: false })));
+        let first =
+            h.handle(CommandRequest::new("o6", OrderCommand::PlaceOrder).with_idempotency(key("k6", "f"))).await;
+        assert!(matches!(
+            first,
+            Err(CommandError::Rejected { rejection: OrderRejection::OrderNotFound, replayed: false })
+        ));
         // The order now exists, but the keyed retry still gets the recorded answer.
         h.handle(CommandRequest::new("o6", create())).await.unwrap();
-        let again = h.handle(CommandRequest::new("o6", OrderCommand::PlaceOrder).with_idempotency(key("k6", "f"))).await;
-        assert!(matches!(again, Err(CommandError::Rejected { rejection: OrderRejection::OrderNotFound, replayed: true })), "{again:?}");
+        let again =
+            h.handle(CommandRequest::new("o6", OrderCommand::PlaceOrder).with_idempotency(key("k6", "f"))).await;
+        assert!(
+            matches!(again, Err(CommandError::Rejected { rejection: OrderRejection::OrderNotFound, replayed: true })),
+            "{again:?}"
+        );
     }
 
     pub async fn a_pinned_version_is_checked_and_never_retried(db: TestDatabase) {
@@ -193,20 +204,33 @@ mod bodies {
             .await
             .unwrap();
         assert_eq!(created.version, 1);
-        let again = h.handle(CommandRequest::new("o7", create()).expecting(Expectation::Pinned(ExpectedVersion::NoStream))).await;
+        let again = h
+            .handle(CommandRequest::new("o7", create()).expecting(Expectation::Pinned(ExpectedVersion::NoStream)))
+            .await;
         assert!(matches!(again, Err(CommandError::WrongExpectedVersion { actual: 1, .. })), "{again:?}");
-        let stale = h.handle(CommandRequest::new("o7", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(0)))).await;
+        let stale = h
+            .handle(CommandRequest::new("o7", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(0))))
+            .await;
         assert!(matches!(stale, Err(CommandError::WrongExpectedVersion { actual: 1, replayed: false, .. })));
-        let ok = h.handle(CommandRequest::new("o7", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(1)))).await.unwrap();
+        let ok = h
+            .handle(CommandRequest::new("o7", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(1))))
+            .await
+            .unwrap();
         assert_eq!(ok.version, 2);
         // Another process moves the stream behind this handler's cache: the pinned
         // command conflicts at append time and is answered, not retried.
         let other = handler(Arc::clone(&store), HandlerConfig::default());
         other.handle(CommandRequest::new("o7", add("B", 1))).await.unwrap();
-        let raced = h.handle(CommandRequest::new("o7", add("C", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(2)))).await;
+        let raced = h
+            .handle(CommandRequest::new("o7", add("C", 1)).expecting(Expectation::Pinned(ExpectedVersion::Exact(2))))
+            .await;
         assert!(matches!(raced, Err(CommandError::WrongExpectedVersion { actual: 3, .. })), "{raced:?}");
         assert_eq!(versions(&*store, "o7").await, vec![1, 2, 3]);
-        let exists = h.handle(CommandRequest::new("o8", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::StreamExists))).await;
+        let exists = h
+            .handle(
+                CommandRequest::new("o8", add("A", 1)).expecting(Expectation::Pinned(ExpectedVersion::StreamExists)),
+            )
+            .await;
         assert!(matches!(exists, Err(CommandError::WrongExpectedVersion { actual: 0, .. })));
     }
 
@@ -284,7 +308,12 @@ mod bodies {
         h.handle(CommandRequest::new("o10", create())).await.unwrap();
         h.handle(CommandRequest::new("o10", add("A", 2))).await.unwrap();
         let stream = CommandHandler::<Order>::stream_id("o10").unwrap();
-        let old = Snapshot { stream_id: stream.clone(), version: 2, state_schema: Order::STATE_SCHEMA + 1, state: json!({"garbage": true}) };
+        let old = Snapshot {
+            stream_id: stream.clone(),
+            version: 2,
+            state_schema: Order::STATE_SCHEMA + 1,
+            state: json!({"garbage": true}),
+        };
         store.save_snapshot(&old).await.unwrap();
         let (version, order) = handler(Arc::clone(&store), config).load(&stream).await.unwrap();
         assert_eq!((version, order.items["A"].quantity, order.status), (2, 2, Some(OrderStatus::Draft)));
@@ -318,8 +347,14 @@ mod bodies {
             outcome: json!({"outcome": "committed"}),
             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
         };
-        let event = ordo_core::encode_event(&ordo_orders::OrderEvent::ItemAdded { sku: "A".into(), quantity: 1, unit_price_cents: 100 }).unwrap();
-        let request = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(1), vec![event]).with_idempotency(record);
+        let event = ordo_core::encode_event(&ordo_orders::OrderEvent::ItemAdded {
+            sku: "A".into(),
+            quantity: 1,
+            unit_price_cents: 100,
+        })
+        .unwrap();
+        let request =
+            AppendRequest::new(stream.clone(), ExpectedVersion::Exact(1), vec![event]).with_idempotency(record);
         match db.backend() {
             ordo_store::Backend::Postgres => {
                 let pg = db.postgres().await;
@@ -341,7 +376,8 @@ mod bodies {
         }
         assert_eq!(versions(&*store, "o12").await, vec![1], "no events of the dead command");
         assert!(store.find_idempotency("test", "k12").await.unwrap().is_none(), "no record of it either");
-        let retried = h.handle(CommandRequest::new("o12", add("A", 1)).with_idempotency(key("k12", "f"))).await.unwrap();
+        let retried =
+            h.handle(CommandRequest::new("o12", add("A", 1)).with_idempotency(key("k12", "f"))).await.unwrap();
         assert!(!retried.replayed);
         assert_eq!(retried.version, 2);
     }

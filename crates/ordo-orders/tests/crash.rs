@@ -41,7 +41,9 @@ async fn crash_child() {
     let handler = Arc::new(CommandHandler::<Order>::new(store, HandlerConfig::default()));
     for o in 0..ORDERS {
         let create = OrderCommand::CreateOrder { customer_id: CustomerId::parse("c").unwrap() };
-        let _ = handler.handle(CommandRequest::new(format!("crash-{o}"), create).with_idempotency(key(&format!("create-{o}")))).await;
+        let _ = handler
+            .handle(CommandRequest::new(format!("crash-{o}"), create).with_idempotency(key(&format!("create-{o}"))))
+            .await;
     }
     let tasks: Vec<_> = (0..8)
         .map(|t| {
@@ -50,7 +52,8 @@ async fn crash_child() {
             tokio::spawn(async move {
                 for i in 0.. {
                     let name = format!("r{round}-t{t}-{i}");
-                    let request = CommandRequest::new(format!("crash-{}", i % ORDERS), add(&name)).with_idempotency(key(&name));
+                    let request =
+                        CommandRequest::new(format!("crash-{}", i % ORDERS), add(&name)).with_idempotency(key(&name));
                     if handler.handle(request).await.is_ok() {
                         let mut out = std::io::stdout().lock();
                         writeln!(out, "ACK {name}").unwrap();
