@@ -1,1 +1,22 @@
+//! Ordo's projections: [`Projector`]s turn the event log into read models, exactly
+//! once in effect. The [`ProjectionRuntime`] runs each one — catching up from its
+//! checkpoint, then following live events — and commits every batch of read-model
+//! writes together with a compare-and-set of the checkpoint. It also reports status,
+//! waits for read-your-writes, and rebuilds a read model from scratch into shadow
+//! tables that replace the live ones atomically.
 
+mod checkpoint;
+mod db;
+mod error;
+mod projector;
+mod rebuild;
+mod runner;
+mod status;
+
+pub use checkpoint::Checkpoint;
+pub use db::{ReadDb, ReadModelTx, SqlValue};
+pub use error::ProjectionError;
+pub use projector::{Projector, TableDef, Tables};
+pub use rebuild::RebuildProgress;
+pub use runner::{ProjectionRuntime, RunnerConfig};
+pub use status::{ProjectorState, ProjectorStatus};

@@ -226,3 +226,14 @@ pub enum EventFilter {
     /// Events of these types.
     EventTypes(Vec<String>),
 }
+
+impl EventFilter {
+    /// Whether `event` passes the filter (what `read_all` applies in SQL).
+    pub fn matches(&self, event: &RecordedEvent) -> bool {
+        match self {
+            EventFilter::All => true,
+            EventFilter::Categories(c) => c.iter().any(|c| c == event.stream_id.category()),
+            EventFilter::EventTypes(t) => t.iter().any(|t| *t == event.event_type),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The read-model database, on either backend, as projectors see it: a transaction to
+//! write in, values to bind, and the few places where the two SQL dialects differ.
+//! Read models live in the same database as the events, so that a projector's writes
+//! and its checkpoint commit together.
+
+use futures::future::BoxFuture;
+use ordo_store::postgres::PostgresStore;
+use ordo_store::sqlite::SqliteStore;
+use ordo_store::{Backend, StoreError};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Connection, FromRow, PgConnection, PgPool, SqliteConnection};
+use std::sync::{Arc, Mutex};
+
+use crate::ProjectionError;
+
+/// A value bound to a read-model statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    Int(Option<i64>),
+    Text(Option<String>),
+    /// A list for [`ReadModelTx::any_of`].
+    TextList(Vec<String>),
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Int(Some(v))
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(Some(v.to_owned()))
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(Some(v))
+    }
+}
+
+/// Where read models are: the event store's own database.
+#[derive(Clone)]
+pub enum ReadDb {
+    Sqlite(SqliteStore),
+    Postgres(PgPool),
+}
+
+impl ReadDb {
+    /// Opens the database at `url` (applying migrations) as a read-model database.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let url = ordo_store::DatabaseUrl::parse(url)?;
+        Ok(match url.backend() {
+            Backend::Sqlite => ReadDb::Sqlite(SqliteStore::connect(url.as_str()).await?),
+            Backend::Postgres => ReadDb::Postgres(PostgresStore::connect(url.as_str()).await?.pool().clone()),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            ReadDb::Sqlite(_) => Backend::Sqlite,
+            ReadDb::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs `work` in one transaction on a connection of its own and commits it.
+    pub async fn transaction<T, F>(&self, work: F) -> Result<T, ProjectionError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
+    {
+        match self {
+            ReadDb::Sqlite(store) => sqlite_transaction(store, work).await,
+            ReadDb::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+                postgres_transaction(&mut conn, work).await
+            }
+        }
+    }
+
+    /// Runs a read-only query outside of any projector transaction.
+    pub async fn fetch_all<T>(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<T>, ProjectionError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            ReadDb::Sqlite(store) => bind_sqlite(sqlx::query_as(sql), params).fetch_all(store.read_pool()).await,
+            ReadDb::Postgres(pool) => bind_postgres(sqlx::query_as(sql), params).fetch_all(pool).await,
+        }
+        .map_err(StoreError::from)?)
+    }
+
+    /// `IN`-list syntax for this backend; see [`ReadModelTx::any_of`].
+    pub fn any_of(&self, placeholder: &str) -> String {
+        any_of(self.backend(), placeholder)
+    }
+}
+
+/// Runs `work` in a transaction on SQLite's single writer.
+pub(crate) async fn sqlite_transaction<T, F>(store: &SqliteStore, work: F) -> Result<T, ProjectionError>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
+{
+    // The writer speaks only store errors: a failure of `work` is parked here, and
+    // the writer is told to roll the savepoint back.
+    let failure = Arc::new(Mutex::new(None));
+    let parked = Arc::clone(&failure);
+    let written = store
+        .write(move |conn| {
+            Box::pin(async move {
+                match work(ReadModelTx { conn: Conn::Sqlite(conn) }).await {
+                    Ok(value) => Ok(value),
+                    Err(e) => {
+                        *parked.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        Err(StoreError::CommitFailed("the projector failed; rolled back".into()))
+                    }
+                }
+            })
+        })
+        .await;
+    let parked = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match (written, parked) {
+        (_, Some(e)) => Err(e),
+        (Ok(value), None) => Ok(value),
+        (Err(e), None) => Err(e.into()),
+    }
+}
+
+/// Runs `work` in a transaction on `conn` and commits it if `work` succeeds.
+pub(crate) async fn postgres_transaction<T, F>(conn: &mut PgConnection, work: F) -> Result<T, ProjectionError>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
+{
+    let mut tx = conn.begin().await.map_err(StoreError::from)?;
+    let value = work(ReadModelTx { conn: Conn::Postgres(&mut tx) }).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(value)
+}
+
+enum Conn<'c> {
+    Sqlite(&'c mut SqliteConnection),
+    Postgres(&'c mut PgConnection),
+}
+
+/// A read-model transaction, handed to projectors. Write with [`execute`], read with
+/// [`fetch_all`]; everything commits or rolls back with the checkpoint.
+///
+/// [`execute`]: ReadModelTx::execute
+/// [`fetch_all`]: ReadModelTx::fetch_all
+pub struct ReadModelTx<'c> {
+    conn: Conn<'c>,
+}
+
+impl ReadModelTx<'_> {
+    pub fn backend(&self) -> Backend {
+        match self.conn {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs one statement (`$1`, `$2`… placeholders on both backends); returns the
+    /// number of rows it touched.
+    pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, ProjectionError> {
+        let done = match &mut self.conn {
+            Conn::Sqlite(c) => bind_sqlite_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected()),
+            Conn::Postgres(c) => bind_postgres_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected()),
+        };
+        Ok(done.map_err(StoreError::from)?)
+    }
+
+    /// Runs a query and decodes its rows.
+    pub async fn fetch_all<T>(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<T>, ProjectionError>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        let rows = match &mut self.conn {
+            Conn::Sqlite(c) => bind_sqlite(sqlx::query_as(sql), params).fetch_all(&mut **c).await,
+            Conn::Postgres(c) => bind_postgres(sqlx::query_as(sql), params).fetch_all(&mut **c).await,
+        };
+        Ok(rows.map_err(StoreError::from)?)
+    }
+
+    /// Whether a table of this name exists.
+    pub async fn table_exists(&mut self, table: &str) -> Result<bool, ProjectionError> {
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT 1::bigint AS found WHERE to_regclass($1) IS NOT NULL",
+            Backend::Sqlite => "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = $1",
+        };
+        let found: Vec<(i64,)> = self.fetch_all(sql, &[table.into()]).await?;
+        Ok(!found.is_empty())
+    }
+
+    /// `IN`-list syntax for this backend: `x {any_of("$1")}` with `$1` bound to a
+    /// [`SqlValue::TextList`] is `x = ANY($1)` on PostgreSQL and
+    /// `x IN (SELECT value FROM json_each($1))` on SQLite.
+    pub fn any_of(&self, placeholder: &str) -> String {
+        any_of(self.backend(), placeholder)
+    }
+}
+
+fn any_of(backend: Backend, placeholder: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("= ANY({placeholder})"),
+        Backend::Sqlite => format!("IN (SELECT value FROM json_each({placeholder}))"),
+    }
+}
+
+type SqliteQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Sqlite, T, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// SQLite takes a list as JSON text (read back with `json_each`).
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn bind_sqlite<'q, T>(mut query: SqliteQueryAs<'q, T>, params: &'q [SqlValue]) -> SqliteQueryAs<'q, T> {
+    for p in params {
+        query = match p {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.as_deref()),
+            SqlValue::TextList(v) => query.bind(json_list(v)),
+        };
+    }
+    query
+}
+
+fn bind_postgres<'q, T>(mut query: PgQueryAs<'q, T>, params: &'q [SqlValue]) -> PgQueryAs<'q, T> {
+    for p in params {
+        query = match p {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.as_deref()),
+            SqlValue::TextList(v) => query.bind(v.as_slice()),
+        };
+    }
+    query
+}
+
+fn bind_sqlite_query<'q>(mut query: SqliteQuery<'q>, params: &'q [SqlValue]) -> SqliteQuery<'q> {
+    for p in params {
+        query = match p {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.as_deref()),
+            SqlValue::TextList(v) => query.bind(json_list(v)),
+        };
+    }
+    query
+}
+
+fn bind_postgres_query<'q>(mut query: PgQuery<'q>, params: &'q [SqlValue]) -> PgQuery<'q> {
+    for p in params {
+        query = match p {
+            SqlValue::Int(v) => query.bind(*v),
+            SqlValue::Text(v) => query.bind(v.as_deref()),
+            SqlValue::TextList(v) => query.bind(v.as_slice()),
+        };
+    }
+    query
+}

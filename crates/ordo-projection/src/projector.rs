@@ -1,0 +1,81 @@
+//! What a projector is: a name, the events it wants, the tables it owns, and how it
+//! applies a batch of events inside a read-model transaction.
+
+use async_trait::async_trait;
+use ordo_store::{EventFilter, RecordedEvent, StreamId};
+use std::collections::HashMap;
+
+use crate::{ProjectionError, ReadModelTx};
+
+/// A table a projector owns. `{table}` in the SQL stands for its physical name, which
+/// is the logical name for the live table and another one for a rebuild's shadow
+/// table; index names should be built from `{table}` too. The SQL must run on both
+/// backends (`BIGINT`, `TEXT`, `IF NOT EXISTS`).
+#[derive(Clone, Debug)]
+pub struct TableDef {
+    pub name: &'static str,
+    pub create: &'static str,
+    /// Created after a rebuild's bulk load, before the swap.
+    pub indexes: &'static [&'static str],
+}
+
+impl TableDef {
+    pub(crate) fn create_sql(&self, physical: &str) -> String {
+        self.create.replace("{table}", physical)
+    }
+
+    pub(crate) fn index_sql(&self, physical: &str) -> Vec<String> {
+        self.indexes.iter().map(|i| i.replace("{table}", physical)).collect()
+    }
+}
+
+/// Logical table names to the physical tables a batch writes to.
+#[derive(Clone, Debug, Default)]
+pub struct Tables(HashMap<&'static str, String>);
+
+impl Tables {
+    /// The live tables: each under its own name.
+    pub fn live(defs: &[TableDef]) -> Self {
+        Self(defs.iter().map(|d| (d.name, d.name.to_owned())).collect())
+    }
+
+    /// Shadow tables for a rebuild: `{name}__{suffix}`.
+    pub(crate) fn shadow(defs: &[TableDef], suffix: &str) -> Self {
+        Self(defs.iter().map(|d| (d.name, format!("{}__{suffix}", d.name))).collect())
+    }
+
+    /// The physical name of a logical table (the logical name if it is not mapped).
+    pub fn get<'a>(&'a self, logical: &'a str) -> &'a str {
+        self.0.get(logical).map_or(logical, String::as_str)
+    }
+}
+
+/// Turns events into a read model. Implementations write only through the
+/// transaction they are given, so that their writes commit with the checkpoint.
+#[async_trait]
+pub trait Projector: Send + Sync + 'static {
+    /// Stable and unique: it keys the checkpoint.
+    fn name(&self) -> &'static str;
+
+    /// The events it wants; the runner reads only those.
+    fn filter(&self) -> EventFilter;
+
+    /// The tables it owns.
+    fn tables(&self) -> Vec<TableDef>;
+
+    /// Applies `events` (in global order, never empty) to the tables in `tables`.
+    async fn apply(&self, tx: &mut ReadModelTx<'_>, tables: &Tables, events: &[RecordedEvent])
+        -> Result<(), ProjectionError>;
+
+    /// Deletes what the read model holds for `stream`, for a one-stream rebuild.
+    /// Returns `false` if the read model is not keyed by stream (the default).
+    async fn forget_stream(
+        &self,
+        tx: &mut ReadModelTx<'_>,
+        tables: &Tables,
+        stream: &StreamId,
+    ) -> Result<bool, ProjectionError> {
+        let _ = (tx, tables, stream);
+        Ok(false)
+    }
+}

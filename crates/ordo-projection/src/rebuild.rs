@@ -1,0 +1,206 @@
+//! Rebuilding a read model from scratch while the system keeps serving. The events
+//! are replayed into shadow tables; once they have caught up, one transaction drops
+//! the live tables, renames the shadow ones into their place and moves the checkpoint
+//! to what they hold. Readers see the old read model until that commit and the new
+//! one after it, never an empty or half-built one. The live runner's next batch is
+//! fenced by the moved checkpoint and it carries on from there. A marker row with a
+//! heartbeat makes sure one rebuild runs at a time, across processes.
+
+use ordo_store::{Backend, EventFilter, Position, RecordedEvent, StreamId};
+use std::sync::Arc;
+
+use crate::checkpoint;
+use crate::db::ReadDb;
+use crate::runner::prepare;
+use crate::{ProjectionError, ProjectionRuntime, Projector, TableDef, Tables};
+
+/// How far a rebuild has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RebuildProgress {
+    pub done: u64,
+    pub total: u64,
+}
+
+impl ProjectionRuntime {
+    /// Rebuilds `name` from the first event; returns how many events it replayed.
+    /// `progress` is told after every batch. Refused with `AlreadyRebuilding` while
+    /// another rebuild of it runs (in any process).
+    pub async fn rebuild(
+        &self,
+        name: &str,
+        progress: impl Fn(RebuildProgress) + Send + Sync,
+    ) -> Result<u64, ProjectionError> {
+        let projector = Arc::clone(&self.registered(name)?.projector);
+        let name = projector.name();
+        let db = self.inner.db.clone();
+        prepare(&db, &projector).await?;
+        let owner = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        if let Some(stale) = checkpoint::claim_rebuild(&db, name, owner.clone()).await? {
+            // A rebuild that died left its shadow tables behind.
+            drop_tables(&db, &projector.tables(), &Tables::shadow(&projector.tables(), &stale)).await?;
+        }
+        let outcome = self.rebuild_claimed(&projector, &owner, &progress).await;
+        if outcome.is_err() {
+            let _ = drop_tables(&db, &projector.tables(), &Tables::shadow(&projector.tables(), &owner)).await;
+            let _ = checkpoint::release_rebuild(&db, name, owner).await;
+        }
+        outcome
+    }
+
+    async fn rebuild_claimed(
+        &self,
+        projector: &Arc<dyn Projector>,
+        owner: &str,
+        progress: &(impl Fn(RebuildProgress) + Send + Sync),
+    ) -> Result<u64, ProjectionError> {
+        let db = &self.inner.db;
+        let defs = projector.tables();
+        let shadow = Tables::shadow(&defs, owner);
+        let create: Vec<String> = defs.iter().map(|d| d.create_sql(shadow.get(d.name))).collect();
+        run_ddl(db, create).await?;
+        let filter = projector.filter();
+        let total = self.inner.store.count_after(0, &filter).await?;
+        let mut done = 0;
+        let mut position = 0;
+        let batch = self.inner.config.rebuild_batch_size;
+        loop {
+            let events = self.inner.store.read_all(position, batch, &filter).await?;
+            let Some(last) = events.last() else { break };
+            position = last.position;
+            let full = events.len() == batch;
+            done += events.len() as u64;
+            let total = total.max(done);
+            let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
+            db.transaction(move |mut tx| {
+                Box::pin(async move {
+                    projector.apply(&mut tx, &shadow, &events).await?;
+                    checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await
+                })
+            })
+            .await?;
+            progress(RebuildProgress { done, total });
+            if !full {
+                break;
+            }
+        }
+        // Indexes now, on the full tables: cheaper than maintaining them per row.
+        let indexes: Vec<String> = defs.iter().flat_map(|d| d.index_sql(shadow.get(d.name))).collect();
+        run_ddl(db, indexes).await?;
+        // Whatever arrived meanwhile, then the swap.
+        loop {
+            let events = self.inner.store.read_all(position, batch, &filter).await?;
+            let Some(last) = events.last() else { break };
+            position = last.position;
+            done += events.len() as u64;
+            let (projector, shadow) = (Arc::clone(projector), shadow.clone());
+            db.transaction(move |mut tx| Box::pin(async move { projector.apply(&mut tx, &shadow, &events).await }))
+                .await?;
+            progress(RebuildProgress { done, total: total.max(done) });
+        }
+        swap(db, projector, &defs, &shadow, owner, position).await?;
+        Ok(done)
+    }
+
+    /// Rebuilds one stream's rows of a stream-keyed read model in place: deletes them
+    /// and reapplies the stream's events up to the projector's checkpoint, in one
+    /// transaction that holds the checkpoint still. Returns how many events it applied.
+    pub async fn rebuild_stream(&self, name: &str, stream: &StreamId) -> Result<usize, ProjectionError> {
+        let projector = Arc::clone(&self.registered(name)?.projector);
+        prepare(&self.inner.db, &projector).await?;
+        let store = Arc::clone(&self.inner.store);
+        let stream = stream.clone();
+        self.inner
+            .db
+            .transaction(move |mut tx| {
+                Box::pin(async move {
+                    let name = projector.name();
+                    let tables = Tables::live(&projector.tables());
+                    let checkpoint = checkpoint::load_in(&mut tx, name).await?;
+                    let up_to = checkpoint.map_or(0, |c| u64::try_from(c.position).unwrap_or(0));
+                    if !projector.forget_stream(&mut tx, &tables, &stream).await? {
+                        return Err(ProjectionError::Unsupported {
+                            projector: name.to_owned(),
+                            reason: "its read model is not keyed by stream".into(),
+                        });
+                    }
+                    let events = stream_events(&*store, &stream, &projector.filter(), up_to).await?;
+                    if !events.is_empty() {
+                        projector.apply(&mut tx, &tables, &events).await?;
+                    }
+                    Ok(events.len())
+                })
+            })
+            .await
+    }
+}
+
+/// The events of `stream` that `filter` passes, up to `up_to`.
+async fn stream_events(
+    store: &dyn ordo_store::EventStore,
+    stream: &StreamId,
+    filter: &EventFilter,
+    up_to: Position,
+) -> Result<Vec<RecordedEvent>, ProjectionError> {
+    let mut events = Vec::new();
+    let mut from = 1;
+    loop {
+        let page = store.read_stream(stream, from, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.version + 1;
+        let full = page.len() == 1_000;
+        events.extend(page.into_iter().filter(|e| e.position <= up_to && filter.matches(e)));
+        if !full {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+async fn run_ddl(db: &ReadDb, statements: Vec<String>) -> Result<(), ProjectionError> {
+    db.transaction(move |mut tx| {
+        Box::pin(async move {
+            for statement in &statements {
+                tx.execute(statement, &[]).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
+}
+
+async fn drop_tables(db: &ReadDb, defs: &[TableDef], tables: &Tables) -> Result<(), ProjectionError> {
+    let statements = defs.iter().map(|d| format!("DROP TABLE IF EXISTS {}", tables.get(d.name))).collect();
+    run_ddl(db, statements).await
+}
+
+/// Replaces the live tables by the shadow ones and moves the checkpoint, atomically.
+async fn swap(
+    db: &ReadDb,
+    projector: &Arc<dyn Projector>,
+    defs: &[TableDef],
+    shadow: &Tables,
+    owner: &str,
+    position: Position,
+) -> Result<(), ProjectionError> {
+    let mut statements = Vec::new();
+    if db.backend() == Backend::Postgres {
+        // Live tables first (the runner's lock order: tables, then checkpoint), so
+        // that an in-flight runner batch finishes before the swap, not in a deadlock.
+        let live: Vec<&str> = defs.iter().map(|d| d.name).collect();
+        statements.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", ")));
+    }
+    for d in defs {
+        statements.push(format!("DROP TABLE IF EXISTS {}", d.name));
+        statements.push(format!("ALTER TABLE {} RENAME TO {}", shadow.get(d.name), d.name));
+    }
+    let (name, owner) = (projector.name(), owner.to_owned());
+    db.transaction(move |mut tx| {
+        Box::pin(async move {
+            for statement in &statements {
+                tx.execute(statement, &[]).await?;
+            }
+            checkpoint::finish_rebuild(&mut tx, name, &owner, position).await
+        })
+    })
+    .await
+}

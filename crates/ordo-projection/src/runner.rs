@@ -1,0 +1,499 @@
+//! The projection runtime: one task per projector that catches up from its
+//! checkpoint in bounded batches and then follows live events (woken by the store's
+//! signal, polling as a fallback). On PostgreSQL a runner first takes its projector's
+//! session-level advisory lock on a dedicated connection and writes every batch on
+//! that same connection: if the connection (and with it the lock) is lost, its
+//! writes fail with it, so a runner that lost the lock cannot write another batch.
+//! The checkpoint's compare-and-set fences any runner that is stale all the same.
+
+use futures::future::BoxFuture;
+use ordo_store::{EventStore, Position, RecordedEvent, StoreError};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+use crate::checkpoint;
+use crate::db::{postgres_transaction, sqlite_transaction, ReadDb, ReadModelTx};
+use crate::status::{ErrorInfo, ProjectorState};
+use crate::{ProjectionError, Projector, Tables};
+
+/// How runners behave; the defaults suit a server.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Events per live batch.
+    pub batch_size: usize,
+    /// Events per batch while rebuilding.
+    pub rebuild_batch_size: usize,
+    /// How long a runner waits for a wake-up before it looks anyway.
+    pub poll_interval: Duration,
+    /// Attempts at an event before the projector stops as `failed`.
+    pub max_attempts: u32,
+    /// The first retry delay; it doubles per attempt.
+    pub retry_base: Duration,
+    /// How often a standby node tries for a projector's lease.
+    pub lease_retry: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            rebuild_batch_size: 5_000,
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 5,
+            retry_base: Duration::from_millis(100),
+            lease_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One projector as the runtime holds it.
+pub(crate) struct Registered {
+    pub(crate) projector: Arc<dyn Projector>,
+    pub(crate) position: watch::Sender<Position>,
+    pub(crate) live: Mutex<Live>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// What this process knows of a runner it runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Live {
+    pub(crate) state: ProjectorState,
+    pub(crate) error: Option<ErrorInfo>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) db: ReadDb,
+    pub(crate) config: RunnerConfig,
+    pub(crate) projectors: HashMap<&'static str, Registered>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Runs projectors, reports on them, and rebuilds them.
+#[derive(Clone)]
+pub struct ProjectionRuntime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Why a runner stopped following.
+enum Stop {
+    Shutdown,
+    LeaseLost(ProjectionError),
+    Failed(ErrorInfo),
+}
+
+impl ProjectionRuntime {
+    /// A runtime for `projectors` on `store`, with read models in `db` (the same
+    /// database). Nothing runs until [`ProjectionRuntime::start`].
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        db: ReadDb,
+        projectors: Vec<Arc<dyn Projector>>,
+        config: RunnerConfig,
+    ) -> Self {
+        let projectors = projectors
+            .into_iter()
+            .map(|projector| {
+                let registered = Registered {
+                    projector: Arc::clone(&projector),
+                    position: watch::channel(0).0,
+                    live: Mutex::new(Live { state: ProjectorState::Stopped, error: None }),
+                    task: Mutex::new(None),
+                };
+                (projector.name(), registered)
+            })
+            .collect();
+        let shutdown = watch::channel(false).0;
+        Self { inner: Arc::new(Inner { store, db, config, projectors, shutdown }) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    pub fn db(&self) -> &ReadDb {
+        &self.inner.db
+    }
+
+    /// The names of the registered projectors.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.inner.projectors.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub(crate) fn registered(&self, name: &str) -> Result<&Registered, ProjectionError> {
+        self.inner.projectors.get(name).ok_or_else(|| ProjectionError::UnknownProjector(name.to_owned()))
+    }
+
+    /// Creates every projector's tables and checkpoint, if missing.
+    pub async fn prepare(&self) -> Result<(), ProjectionError> {
+        for registered in self.inner.projectors.values() {
+            prepare(&self.inner.db, &registered.projector).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a runner per projector (one that is already running is left alone).
+    pub fn start(&self) {
+        for name in self.names() {
+            let _ = self.resume(name);
+        }
+    }
+
+    /// Starts the runner of `name` again, after it failed or was stopped.
+    pub fn resume(&self, name: &str) -> Result<(), ProjectionError> {
+        let registered = self.registered(name)?;
+        let mut task = lock(&registered.task);
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Ok(());
+        }
+        let runtime = self.clone();
+        let name = registered.projector.name();
+        *task = Some(tokio::spawn(async move { runtime.run(name).await }));
+        Ok(())
+    }
+
+    /// Asks every runner to stop at its next batch boundary and waits for them.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        for registered in self.inner.projectors.values() {
+            let task = lock(&registered.task).take();
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+        }
+    }
+
+    /// Waits until `name` has applied everything up to `position`, or `timeout`
+    /// passes. Works whichever node runs the projector.
+    pub async fn wait_for_position(
+        &self,
+        name: &str,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<bool, ProjectionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut local = self.registered(name)?.position.subscribe();
+        loop {
+            if *local.borrow_and_update() >= position || checkpoint::position(&self.inner.db, name).await? >= position {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            // The local runner says when it moves; another node's runner is polled.
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), local.changed()).await;
+        }
+    }
+
+    /// Waits (at most `timeout`) until `name`'s runner in this process applies a batch.
+    pub async fn changed(&self, name: &str, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut local = self.registered(name)?.position.subscribe();
+        local.borrow_and_update();
+        let _ = tokio::time::timeout(timeout, local.changed()).await;
+        Ok(())
+    }
+
+    fn set_live(&self, name: &str, state: ProjectorState, error: Option<ErrorInfo>) {
+        if let Ok(registered) = self.registered(name) {
+            *lock(&registered.live) = Live { state, error };
+        }
+    }
+
+    async fn run(self, name: &'static str) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let stop = match &self.inner.db {
+                ReadDb::Sqlite(store) => self.follow(name, Lease::Sqlite(store.clone())).await,
+                ReadDb::Postgres(pool) => match self.acquire_lease(name, pool, &mut shutdown).await {
+                    Some(conn) => self.follow(name, Lease::Postgres(conn)).await,
+                    None => Stop::Shutdown,
+                },
+            };
+            match stop {
+                Stop::Shutdown => break,
+                Stop::LeaseLost(e) => {
+                    tracing::warn!(projector = name, error = %e, "lost the projector's lease; trying to take it again");
+                    self.set_live(name, ProjectorState::Stopped, None);
+                    tokio::time::sleep(self.inner.config.lease_retry).await;
+                }
+                Stop::Failed(error) => {
+                    tracing::error!(projector = name, position = error.position, event_type = %error.event_type,
+                        message = %error.message, "projector failed; it stays stopped until resumed");
+                    self.set_live(name, ProjectorState::Failed, Some(error.clone()));
+                    let detail = serde_json::to_string(&error).ok();
+                    if let Err(e) = checkpoint::set_status(&self.inner.db, name, "failed", detail).await {
+                        tracing::warn!(projector = name, error = %e, "could not record the failure");
+                    }
+                    return;
+                }
+            }
+        }
+        self.set_live(name, ProjectorState::Stopped, None);
+        let _ = checkpoint::set_status(&self.inner.db, name, "stopped", None).await;
+    }
+
+    /// Waits for the projector's advisory lock on a connection of its own; `None` on
+    /// shutdown.
+    async fn acquire_lease(
+        &self,
+        name: &'static str,
+        pool: &sqlx::PgPool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<PgConnection> {
+        loop {
+            match try_lease(pool, name).await {
+                Ok(Some(conn)) => return Some(conn),
+                Ok(None) => self.set_live(name, ProjectorState::Stopped, None),
+                Err(e) => tracing::warn!(projector = name, error = %e, "could not try for the projector's lease"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.config.lease_retry) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return None;
+            }
+        }
+    }
+
+    /// Catches up and follows until shutdown, a lost lease, or a failure.
+    async fn follow(&self, name: &'static str, mut lease: Lease) -> Stop {
+        let registered = match self.registered(name) {
+            Ok(r) => r,
+            Err(e) => return Stop::LeaseLost(e),
+        };
+        let projector = Arc::clone(&registered.projector);
+        if let Err(e) = prepare(&self.inner.db, &projector).await {
+            return Stop::LeaseLost(e);
+        }
+        if let Err(e) = checkpoint::set_status(&self.inner.db, name, "running", None).await {
+            return Stop::LeaseLost(e);
+        }
+        let mut position = match checkpoint::position(&self.inner.db, name).await {
+            Ok(p) => p,
+            Err(e) => return Stop::LeaseLost(e),
+        };
+        registered.position.send_replace(position);
+        let filter = projector.filter();
+        let tables = Tables::live(&projector.tables());
+        let mut signal = self.inner.store.subscribe();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let batch_size = self.inner.config.batch_size;
+        loop {
+            if *shutdown.borrow() {
+                return Stop::Shutdown;
+            }
+            let events = match self.inner.store.read_all(position, batch_size, &filter).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(projector = name, error = %e, "could not read events; retrying");
+                    tokio::time::sleep(self.inner.config.retry_base).await;
+                    continue;
+                }
+            };
+            if events.is_empty() {
+                self.set_live(name, ProjectorState::Running, None);
+                tokio::select! {
+                    _ = signal.wait(self.inner.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let state = if events.len() == batch_size { ProjectorState::CatchingUp } else { ProjectorState::Running };
+            self.set_live(name, state, None);
+            match self.apply_with_retries(&projector, &tables, &mut lease, position, events).await {
+                Ok(to) => position = to,
+                Err(Settle::Fenced) => {
+                    // A rebuild swapped the tables or another runner moved on: start
+                    // again from what the database says.
+                    match checkpoint::position(&self.inner.db, name).await {
+                        Ok(p) => position = p,
+                        Err(e) => return Stop::LeaseLost(e),
+                    }
+                }
+                Err(Settle::LeaseLost(e)) => return Stop::LeaseLost(e),
+                Err(Settle::Failed(error)) => return Stop::Failed(error),
+            }
+            registered.position.send_replace(position);
+            metrics::gauge!("ordo_projection_position", "projection" => name).set(position as f64);
+        }
+    }
+
+    /// Applies `events` from `from`; on failure pinpoints the event that fails and
+    /// retries it with backoff before giving up. Returns the new position.
+    async fn apply_with_retries(
+        &self,
+        projector: &Arc<dyn Projector>,
+        tables: &Tables,
+        lease: &mut Lease,
+        from: Position,
+        events: Vec<RecordedEvent>,
+    ) -> Result<Position, Settle> {
+        let events = Arc::new(events);
+        let first_error = match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
+            Ok(to) => return Ok(to),
+            Err(e) => settle_or(e)?,
+        };
+        if events.len() > 1 {
+            // One event at a time: those before the culprit commit, the culprit is
+            // retried alone and named if it keeps failing.
+            let mut position = from;
+            for event in events.iter() {
+                position = self.apply_one(projector, tables, lease, position, event.clone()).await?;
+            }
+            return Ok(position);
+        }
+        let _ = first_error;
+        self.apply_one(projector, tables, lease, from, events[0].clone()).await
+    }
+
+    async fn apply_one(
+        &self,
+        projector: &Arc<dyn Projector>,
+        tables: &Tables,
+        lease: &mut Lease,
+        from: Position,
+        event: RecordedEvent,
+    ) -> Result<Position, Settle> {
+        let events = Arc::new(vec![event]);
+        let mut delay = self.inner.config.retry_base;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
+                Ok(to) => return Ok(to),
+                Err(e) => settle_or(e)?,
+            };
+            if attempt >= self.inner.config.max_attempts {
+                return Err(Settle::Failed(ErrorInfo::new(&events[0], &error)));
+            }
+            tracing::warn!(projector = projector.name(), attempt, error = %error, "retrying an event");
+            let jittered = delay.mul_f64(0.5 + rand::random::<f64>() / 2.0);
+            tokio::time::sleep(jittered).await;
+            delay = delay.saturating_mul(2);
+        }
+    }
+}
+
+/// How a batch attempt that did not commit is settled.
+enum Settle {
+    Fenced,
+    LeaseLost(ProjectionError),
+    Failed(ErrorInfo),
+}
+
+/// Fenced and connection errors end the attempt at once; other errors are returned
+/// to be retried.
+fn settle_or(e: ProjectionError) -> Result<ProjectionError, Settle> {
+    match e {
+        ProjectionError::Fenced { .. } => Err(Settle::Fenced),
+        ProjectionError::Store(ref s) if is_connection_lost(s) => Err(Settle::LeaseLost(e)),
+        other => Ok(other),
+    }
+}
+
+fn is_connection_lost(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_))
+        || matches!(e, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
+}
+
+/// Where a runner writes: SQLite's single writer, or the PostgreSQL connection that
+/// holds the projector's lease.
+pub(crate) enum Lease {
+    Sqlite(ordo_store::sqlite::SqliteStore),
+    Postgres(PgConnection),
+}
+
+impl Lease {
+    pub(crate) async fn transaction<T, F>(&mut self, work: F) -> Result<T, ProjectionError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
+    {
+        match self {
+            Lease::Sqlite(store) => sqlite_transaction(store, work).await,
+            Lease::Postgres(conn) => postgres_transaction(conn, work).await,
+        }
+    }
+}
+
+/// Applies one batch and moves the checkpoint past it, in one transaction.
+async fn apply_batch(
+    projector: &Arc<dyn Projector>,
+    tables: &Tables,
+    lease: &mut Lease,
+    from: Position,
+    events: Arc<Vec<RecordedEvent>>,
+) -> Result<Position, ProjectionError> {
+    let to = events.last().map_or(from, |e| e.position);
+    let (projector, tables) = (Arc::clone(projector), tables.clone());
+    lease
+        .transaction(move |mut tx| {
+            Box::pin(async move {
+                // Writes first, then the checkpoint: the same lock order as a rebuild's swap.
+                projector.apply(&mut tx, &tables, &events).await?;
+                checkpoint::advance(&mut tx, projector.name(), from, to).await?;
+                Ok(to)
+            })
+        })
+        .await
+}
+
+/// Creates the projector's live tables (with their indexes) and checkpoint row if
+/// they are missing. A table that exists is left alone: after a rebuild its indexes
+/// carry the names they were built under.
+pub(crate) async fn prepare(db: &ReadDb, projector: &Arc<dyn Projector>) -> Result<(), ProjectionError> {
+    let name = projector.name();
+    let tables = projector.tables();
+    db.transaction(move |mut tx| {
+        Box::pin(async move {
+            for table in &tables {
+                if tx.table_exists(table.name).await? {
+                    continue;
+                }
+                tx.execute(&table.create_sql(table.name), &[]).await?;
+                for index in table.index_sql(table.name) {
+                    tx.execute(&index, &[]).await?;
+                }
+            }
+            checkpoint::ensure(&mut tx, name).await
+        })
+    })
+    .await
+}
+
+/// The advisory-lock key of a projector: a stable 64-bit hash of its name.
+fn lease_key(name: &str) -> i64 {
+    // FNV-1a: stable across processes and releases, unlike std's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in format!("ordo-projection:{name}").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// Takes a dedicated connection and tries the projector's session-level advisory
+/// lock on it; `None` if another session holds it.
+async fn try_lease(pool: &sqlx::PgPool, name: &str) -> Result<Option<PgConnection>, ProjectionError> {
+    let mut conn = pool.acquire().await.map_err(StoreError::from)?.detach();
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(lease_key(name))
+        .fetch_one(&mut conn)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(locked.then_some(conn))
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
