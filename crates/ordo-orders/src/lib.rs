@@ -3,6 +3,14 @@
 //! invalid SKU or quantity cannot reach a decision.
 
 mod order;
+pub mod read_model;
 pub mod values;
 
 pub use order::{Line, Order, OrderCommand, OrderEvent, OrderRejection, OrderStatus};
+
+use std::sync::Arc;
+
+/// Every projector of the order domain, for a projection runtime.
+pub fn projectors() -> Vec<Arc<dyn ordo_projection::Projector>> {
+    vec![Arc::new(read_model::OrderSummaryProjector)]
+}

@@ -167,8 +167,12 @@ impl ReadModelTx<'_> {
     /// number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, ProjectionError> {
         let done = match &mut self.conn {
-            Conn::Sqlite(c) => bind_sqlite_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected()),
-            Conn::Postgres(c) => bind_postgres_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected()),
+            Conn::Sqlite(c) => {
+                bind_sqlite_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected())
+            }
+            Conn::Postgres(c) => {
+                bind_postgres_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected())
+            }
         };
         Ok(done.map_err(StoreError::from)?)
     }

@@ -64,8 +64,12 @@ pub trait Projector: Send + Sync + 'static {
     fn tables(&self) -> Vec<TableDef>;
 
     /// Applies `events` (in global order, never empty) to the tables in `tables`.
-    async fn apply(&self, tx: &mut ReadModelTx<'_>, tables: &Tables, events: &[RecordedEvent])
-        -> Result<(), ProjectionError>;
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTx<'_>,
+        tables: &Tables,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
 
     /// Deletes what the read model holds for `stream`, for a one-stream rebuild.
     /// Returns `false` if the read model is not keyed by stream (the default).

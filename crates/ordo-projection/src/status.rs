@@ -56,7 +56,9 @@ impl ErrorInfo {
             ProjectionError::Apply { position, event_type, message } => {
                 Self { position: *position, event_type: event_type.clone(), message: message.clone() }
             }
-            other => Self { position: event.position, event_type: event.event_type.clone(), message: other.to_string() },
+            other => {
+                Self { position: event.position, event_type: event.event_type.clone(), message: other.to_string() }
+            }
         }
     }
 }
@@ -104,7 +106,8 @@ impl ProjectionRuntime {
             next.first().map_or(0.0, |e| (chrono::Utc::now() - e.recorded_at).num_milliseconds().max(0) as f64 / 1e3)
         };
         let live = lock(&registered.live).clone();
-        let rebuilding = row.rebuild_owner.is_some() && row.rebuild_heartbeat.is_some_and(|b| now_ms() - b < REBUILD_STALE_MS);
+        let rebuilding =
+            row.rebuild_owner.is_some() && row.rebuild_heartbeat.is_some_and(|b| now_ms() - b < REBUILD_STALE_MS);
         let (status, error) = if rebuilding {
             (ProjectorState::Rebuilding, None)
         } else if matches!(live.state, ProjectorState::Running | ProjectorState::CatchingUp | ProjectorState::Failed) {

@@ -1,0 +1,396 @@
+//! The order read models: one row per order in `order_summaries`, kept by
+//! [`OrderSummaryProjector`]. It serves `GET /orders/{id}` ([`get_order`]) and the
+//! listing by customer and status with keyset pagination ([`list_orders`]).
+//!
+//! The projector works a batch at a time: one query loads the orders the batch
+//! touches, the events are folded in memory, and one upsert per 500 orders writes
+//! them back. It skips events an order already holds (by stream version) and fails
+//! loudly on a gap, so a redelivered event is harmless and a lost one is noticed.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ordo_core::decode_event;
+use ordo_projection::{ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables};
+use ordo_store::{EventFilter, Position, RecordedEvent, StreamId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::{Line, OrderEvent, OrderStatus};
+
+/// The projector's name, which keys its checkpoint.
+pub const ORDER_SUMMARIES: &str = "order_summaries";
+
+const TABLE: TableDef = TableDef {
+    name: ORDER_SUMMARIES,
+    create: "CREATE TABLE IF NOT EXISTS {table} (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        items TEXT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        created_position BIGINT NOT NULL,
+        updated_at TEXT NOT NULL
+    )",
+    indexes: &[
+        "CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_creation ON {table} (created_position)",
+        "CREATE INDEX IF NOT EXISTS {table}_by_customer ON {table} (customer_id, created_position)",
+        "CREATE INDEX IF NOT EXISTS {table}_by_status ON {table} (status, created_position)",
+    ],
+};
+
+const COLUMNS: &str = "order_id, customer_id, status, items, total_cents, version, created_position, updated_at";
+
+/// Orders written per upsert statement.
+const UPSERT_CHUNK: usize = 500;
+
+/// One line of an order as `GET /orders/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemView {
+    pub sku: String,
+    pub quantity: u32,
+    pub unit_price_cents: i64,
+}
+
+/// An order as `GET /orders/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSummary {
+    pub order_id: String,
+    pub customer_id: String,
+    pub status: String,
+    pub items: Vec<ItemView>,
+    pub total_cents: i64,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+    /// The position of the order's creation: its place in listings.
+    #[serde(skip)]
+    pub created_position: Position,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    order_id: String,
+    customer_id: String,
+    status: String,
+    items: String,
+    total_cents: i64,
+    version: i64,
+    created_position: i64,
+    updated_at: String,
+}
+
+impl Row {
+    fn into_summary(self) -> Result<OrderSummary, String> {
+        Ok(OrderSummary {
+            items: serde_json::from_str(&self.items).map_err(|e| format!("items of {}: {e}", self.order_id))?,
+            version: u64::try_from(self.version).map_err(|_| "negative version".to_owned())?,
+            created_position: u64::try_from(self.created_position).map_err(|_| "negative position".to_owned())?,
+            updated_at: DateTime::parse_from_rfc3339(&self.updated_at)
+                .map_err(|e| format!("updated_at of {}: {e}", self.order_id))?
+                .with_timezone(&Utc),
+            order_id: self.order_id,
+            customer_id: self.customer_id,
+            status: self.status,
+            total_cents: self.total_cents,
+        })
+    }
+}
+
+/// An order being folded: items by SKU, so that events apply in place.
+struct Folding {
+    summary: OrderSummary,
+    lines: BTreeMap<String, Line>,
+}
+
+impl Folding {
+    fn from_summary(summary: OrderSummary) -> Self {
+        let lines = summary
+            .items
+            .iter()
+            .map(|i| (i.sku.clone(), Line { quantity: i.quantity, unit_price_cents: i.unit_price_cents }))
+            .collect();
+        Self { summary, lines }
+    }
+
+    fn apply(&mut self, event: &OrderEvent) {
+        let s = &mut self.summary;
+        match event {
+            OrderEvent::OrderCreated { customer_id } => {
+                s.customer_id.clone_from(customer_id);
+                s.status = OrderStatus::Draft.as_str().into();
+            }
+            OrderEvent::ItemAdded { sku, quantity, unit_price_cents } => {
+                let line =
+                    self.lines.entry(sku.clone()).or_insert(Line { quantity: 0, unit_price_cents: *unit_price_cents });
+                line.quantity = line.quantity.saturating_add(*quantity);
+            }
+            OrderEvent::ItemRemoved { sku } => {
+                self.lines.remove(sku);
+            }
+            OrderEvent::OrderPlaced { .. } => s.status = OrderStatus::Placed.as_str().into(),
+            OrderEvent::OrderPaid { .. } => s.status = OrderStatus::Paid.as_str().into(),
+            OrderEvent::OrderShipped { .. } => s.status = OrderStatus::Shipped.as_str().into(),
+            OrderEvent::OrderDelivered {} => s.status = OrderStatus::Delivered.as_str().into(),
+            OrderEvent::OrderCancelled { .. } => s.status = OrderStatus::Cancelled.as_str().into(),
+        }
+    }
+
+    fn finish(mut self) -> OrderSummary {
+        self.summary.total_cents = self
+            .lines
+            .values()
+            .fold(0i64, |sum, l| sum.saturating_add(i64::from(l.quantity).saturating_mul(l.unit_price_cents)));
+        self.summary.items = self
+            .lines
+            .into_iter()
+            .map(|(sku, l)| ItemView { sku, quantity: l.quantity, unit_price_cents: l.unit_price_cents })
+            .collect();
+        self.summary
+    }
+}
+
+/// The order id of an order stream (`order-42` → `42`).
+fn order_id_of(stream: &StreamId) -> Option<&str> {
+    stream.as_str().strip_prefix("order-")
+}
+
+/// Keeps `order_summaries`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OrderSummaryProjector;
+
+#[async_trait]
+impl Projector for OrderSummaryProjector {
+    fn name(&self) -> &'static str {
+        ORDER_SUMMARIES
+    }
+
+    fn filter(&self) -> EventFilter {
+        EventFilter::Categories(vec!["order".into()])
+    }
+
+    fn tables(&self) -> Vec<TableDef> {
+        vec![TABLE]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut ReadModelTx<'_>,
+        tables: &Tables,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let table = tables.get(ORDER_SUMMARIES);
+        let mut ids: Vec<String> = events.iter().filter_map(|e| order_id_of(&e.stream_id)).map(str::to_owned).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sql = format!("SELECT {COLUMNS} FROM {table} WHERE order_id {}", tx.any_of("$1"));
+        let rows: Vec<Row> = tx.fetch_all(&sql, &[SqlValue::TextList(ids)]).await?;
+        let mut orders: HashMap<String, Folding> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let summary = row.into_summary().map_err(|e| stored_error(events, e))?;
+            orders.insert(summary.order_id.clone(), Folding::from_summary(summary));
+        }
+        let mut touched = Vec::new();
+        for stored in events {
+            let Some(id) = order_id_of(&stored.stream_id) else {
+                return Err(ProjectionError::apply(stored, "not an order stream"));
+            };
+            let held = orders.get(id).map_or(0, |o| o.summary.version);
+            if stored.version <= held {
+                continue; // already applied: a redelivery
+            }
+            if stored.version != held + 1 {
+                return Err(ProjectionError::apply(
+                    stored,
+                    format!("order {id} is at version {held}, the event is version {}", stored.version),
+                ));
+            }
+            let event: OrderEvent = decode_event(stored).map_err(|e| ProjectionError::apply(stored, e))?;
+            let order = match (orders.get_mut(id), &event) {
+                (Some(order), _) => order,
+                (None, OrderEvent::OrderCreated { .. }) => orders.entry(id.to_owned()).or_insert_with(|| Folding {
+                    summary: OrderSummary {
+                        order_id: id.to_owned(),
+                        customer_id: String::new(),
+                        status: String::new(),
+                        items: Vec::new(),
+                        total_cents: 0,
+                        version: 0,
+                        updated_at: stored.recorded_at,
+                        created_position: stored.position,
+                    },
+                    lines: BTreeMap::new(),
+                }),
+                (None, _) => return Err(ProjectionError::apply(stored, format!("order {id} was never created"))),
+            };
+            order.apply(&event);
+            order.summary.version = stored.version;
+            order.summary.updated_at = stored.recorded_at;
+            touched.push(id.to_owned());
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let summaries: Vec<OrderSummary> =
+            touched.iter().filter_map(|id| orders.remove(id)).map(Folding::finish).collect();
+        for chunk in summaries.chunks(UPSERT_CHUNK) {
+            upsert(tx, table, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn forget_stream(
+        &self,
+        tx: &mut ReadModelTx<'_>,
+        tables: &Tables,
+        stream: &StreamId,
+    ) -> Result<bool, ProjectionError> {
+        let Some(id) = order_id_of(stream) else { return Ok(true) };
+        let sql = format!("DELETE FROM {} WHERE order_id = $1", tables.get(ORDER_SUMMARIES));
+        tx.execute(&sql, &[id.into()]).await?;
+        Ok(true)
+    }
+}
+
+fn stored_error(events: &[RecordedEvent], message: String) -> ProjectionError {
+    match events.first() {
+        Some(first) => ProjectionError::apply(first, format!("stored read model is corrupt: {message}")),
+        None => ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: message },
+    }
+}
+
+async fn upsert(tx: &mut ReadModelTx<'_>, table: &str, summaries: &[OrderSummary]) -> Result<(), ProjectionError> {
+    let mut values = Vec::with_capacity(summaries.len());
+    let mut params = Vec::with_capacity(summaries.len() * 8);
+    for (i, s) in summaries.iter().enumerate() {
+        let base = i * 8;
+        let placeholders: Vec<String> = (1..=8).map(|k| format!("${}", base + k)).collect();
+        values.push(format!("({})", placeholders.join(", ")));
+        let items = serde_json::to_string(&s.items)
+            .map_err(|e| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: e.to_string() })?;
+        params.extend([
+            SqlValue::from(s.order_id.as_str()),
+            SqlValue::from(s.customer_id.as_str()),
+            SqlValue::from(s.status.as_str()),
+            SqlValue::from(items),
+            SqlValue::from(s.total_cents),
+            SqlValue::from(i64::try_from(s.version).unwrap_or(i64::MAX)),
+            SqlValue::from(i64::try_from(s.created_position).unwrap_or(i64::MAX)),
+            SqlValue::from(s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO {table} ({COLUMNS}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET \
+         customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, \
+         total_cents = excluded.total_cents, version = excluded.version, updated_at = excluded.updated_at",
+        values.join(", ")
+    );
+    tx.execute(&sql, &params).await?;
+    Ok(())
+}
+
+/// One order's summary, if the read model has it.
+pub async fn get_order(db: &ReadDb, order_id: &str) -> Result<Option<OrderSummary>, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM {ORDER_SUMMARIES} WHERE order_id = $1");
+    let row = db.fetch_all::<Row>(&sql, &[order_id.into()]).await?.pop();
+    row.map(|r| {
+        r.into_summary().map_err(|reason| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason })
+    })
+    .transpose()
+}
+
+/// Waits (at most `timeout`) until the read model holds `order_id` at `min_version`
+/// or later; returns what it holds then (`Err(None)`/`Err(Some)`: not in time).
+pub async fn wait_for_order(
+    runtime: &ProjectionRuntime,
+    order_id: &str,
+    min_version: u64,
+    timeout: Duration,
+) -> Result<Result<OrderSummary, Option<OrderSummary>>, ProjectionError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let summary = get_order(runtime.db(), order_id).await?;
+        if let Some(summary) = summary.as_ref().filter(|s| s.version >= min_version) {
+            return Ok(Ok(summary.clone()));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(Err(summary));
+        }
+        runtime.changed(ORDER_SUMMARIES, (deadline - now).min(Duration::from_millis(50))).await?;
+    }
+}
+
+/// A page of the listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    pub orders: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; `None` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// What to list.
+#[derive(Clone, Debug, Default)]
+pub struct ListOrders {
+    pub customer_id: Option<String>,
+    pub status: Option<OrderStatus>,
+    /// 1..=500.
+    pub limit: usize,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// A cursor that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid cursor")]
+pub struct InvalidCursor;
+
+/// Parses a cursor (an opaque token to clients: the creation position of the last
+/// order on the previous page).
+pub fn parse_cursor(cursor: &str) -> Result<Position, InvalidCursor> {
+    cursor.strip_prefix('c').and_then(|p| p.parse().ok()).ok_or(InvalidCursor)
+}
+
+/// Orders by creation, filtered by customer and status, a page at a time. Pages are
+/// stable: an order's place never changes, so no order is shown twice or skipped.
+pub async fn list_orders(db: &ReadDb, query: &ListOrders) -> Result<OrderPage, ListError> {
+    let after = query.cursor.as_deref().map(parse_cursor).transpose()?.unwrap_or(0);
+    let mut conditions = vec!["created_position > $1".to_owned()];
+    let mut params = vec![SqlValue::from(i64::try_from(after).map_err(|_| InvalidCursor)?)];
+    if let Some(customer) = &query.customer_id {
+        params.push(customer.as_str().into());
+        conditions.push(format!("customer_id = ${}", params.len()));
+    }
+    if let Some(status) = query.status {
+        params.push(status.as_str().into());
+        conditions.push(format!("status = ${}", params.len()));
+    }
+    let limit = query.limit.clamp(1, 500);
+    params.push(SqlValue::from(limit as i64 + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM {ORDER_SUMMARIES} WHERE {} ORDER BY created_position LIMIT ${}",
+        conditions.join(" AND "),
+        params.len()
+    );
+    let rows = db.fetch_all::<Row>(&sql, &params).await?;
+    let mut orders = rows
+        .into_iter()
+        .map(Row::into_summary)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason })?;
+    let next_cursor = if orders.len() > limit {
+        orders.truncate(limit);
+        orders.last().map(|o| format!("c{}", o.created_position))
+    } else {
+        None
+    };
+    Ok(OrderPage { orders, next_cursor })
+}
+
+/// Why a listing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    InvalidCursor(#[from] InvalidCursor),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
