@@ -4,6 +4,8 @@
 
 mod order;
 pub mod read_model;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod values;
 
 pub use order::{Line, Order, OrderCommand, OrderEvent, OrderRejection, OrderStatus};

@@ -3,43 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use ordo_core::Aggregate;
-use ordo_orders::values::{CancelReason, CustomerId, Quantity, Sku, TrackingNumber, UnitPrice};
-use ordo_orders::{Order, OrderCommand, OrderEvent, OrderStatus};
+use ordo_orders::testing::step;
+use ordo_orders::values::Quantity;
+use ordo_orders::{Order, OrderEvent, OrderStatus};
 use proptest::prelude::*;
-
-/// A command to generate; `PayTotal` pays whatever the order's total is at the time.
-#[derive(Clone, Debug)]
-enum Step {
-    Command(OrderCommand),
-    PayTotal,
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    let sku = prop::sample::select(vec!["A", "B", "C", "D"]).prop_map(|s| Sku::parse(s).unwrap());
-    prop_oneof![
-        Just(Step::Command(OrderCommand::CreateOrder { customer_id: CustomerId::parse("c-1").unwrap() })),
-        (sku.clone(), 1i64..=10_000, 0i64..=100_000_000).prop_map(|(sku, q, p)| Step::Command(OrderCommand::AddItem {
-            sku,
-            quantity: Quantity::new(q).unwrap(),
-            unit_price: UnitPrice::new(p).unwrap(),
-        })),
-        sku.prop_map(|sku| Step::Command(OrderCommand::RemoveItem { sku })),
-        Just(Step::Command(OrderCommand::PlaceOrder)),
-        (0i64..1_000)
-            .prop_map(|amount_cents| Step::Command(OrderCommand::PayOrder { amount_cents, payment_ref: None })),
-        Just(Step::PayTotal),
-        Just(Step::Command(OrderCommand::ShipOrder { tracking_number: TrackingNumber::parse("T").unwrap() })),
-        Just(Step::Command(OrderCommand::DeliverOrder)),
-        Just(Step::Command(OrderCommand::CancelOrder { reason: CancelReason::parse("r").unwrap() })),
-    ]
-}
-
-fn command(step: &Step, state: &Order) -> OrderCommand {
-    match step {
-        Step::Command(c) => c.clone(),
-        Step::PayTotal => OrderCommand::PayOrder { amount_cents: state.total_cents, payment_ref: None },
-    }
-}
 
 fn check_invariants(state: &Order, before: &Order, events: &[OrderEvent]) {
     let sum: i64 = state.items.values().map(|l| i64::from(l.quantity) * l.unit_price_cents).sum();
@@ -65,7 +32,7 @@ proptest! {
         let mut history = Vec::new();
         for step in &steps {
             let before = state.clone();
-            let events = state.decide(&command(step, &state)).unwrap_or_default();
+            let events = state.decide(&step.command(&state)).unwrap_or_default();
             for event in &events {
                 state.apply(event);
             }
