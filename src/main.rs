@@ -1,6 +1,9 @@
 //! `ordo`: the server and its operator commands. Parses the command line, sets up
 //! logging and hands over to the library crates; errors leave here as readable text.
 
+mod projections;
+mod serve;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -19,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Applies migrations, then serves the HTTP API.
+    /// Applies migrations, runs the projectors and serves until SIGINT/SIGTERM.
     Serve {
         /// The address to listen on.
         #[arg(long, env = "ORDO_BIND", default_value = "127.0.0.1:8080")]
@@ -27,28 +30,45 @@ enum Command {
     },
     /// Applies the database migrations and exits.
     Migrate,
+    /// Inspects and rebuilds projections (with or without a server running).
+    Projections {
+        #[command(subcommand)]
+        command: projections::Command,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
             ordo_store::connect(&cli.database_url).await.context("could not migrate the database")?;
             println!("migrations applied");
+            Ok(())
         }
-        Command::Serve { bind } => {
-            let store = ordo_store::connect(&cli.database_url).await.context("could not open the database")?;
-            tracing::info!(backend = %store.backend(), %bind, "database ready, migrations applied");
-            // The HTTP API arrives with its own issue; until then `serve` keeps the
-            // store open until it is told to stop.
-            tokio::signal::ctrl_c().await.context("waiting for a shutdown signal")?;
-        }
+        Command::Serve { bind } => serve::serve(&cli.database_url, bind).await,
+        Command::Projections { command } => projections::run(&cli.database_url, command).await,
     }
-    Ok(())
 }

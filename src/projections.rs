@@ -1,0 +1,82 @@
+//! `ordo projections list | rebuild`: operator commands that work on the database
+//! directly, whether or not a server is running.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use ordo_projection::{ProjectionRuntime, ReadDb, RunnerConfig};
+use ordo_store::StreamId;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Shows every projector's position, lag and status.
+    List,
+    /// Rebuilds a projection from the first event into shadow tables, then swaps them
+    /// in (readers keep seeing the old read model until then).
+    Rebuild {
+        /// The projector, as `list` names it.
+        name: String,
+        /// Rebuild only this stream's rows (for read models keyed by stream).
+        #[arg(long)]
+        stream: Option<String>,
+    },
+}
+
+/// The runtime with every projector Ordo ships, on the database at `url`.
+pub async fn runtime(url: &str) -> anyhow::Result<ProjectionRuntime> {
+    let store = ordo_store::connect(url).await.context("could not open the database")?;
+    let db = ReadDb::connect(url).await.context("could not open the read-model database")?;
+    Ok(ProjectionRuntime::new(store, db, ordo_orders::projectors(), RunnerConfig::default()))
+}
+
+pub async fn run(url: &str, command: Command) -> anyhow::Result<()> {
+    let runtime = runtime(url).await?;
+    match command {
+        Command::List => list(&runtime).await,
+        Command::Rebuild { name, stream: Some(stream) } => {
+            let stream = StreamId::new(stream).context("invalid --stream")?;
+            let applied = runtime.rebuild_stream(&name, &stream).await.with_context(|| format!("rebuilding {name}"))?;
+            println!("rebuilt {name} for stream {stream} from {applied} events");
+            Ok(())
+        }
+        Command::Rebuild { name, stream: None } => rebuild(&runtime, &name).await,
+    }
+}
+
+async fn list(runtime: &ProjectionRuntime) -> anyhow::Result<()> {
+    let statuses = runtime.statuses().await.context("could not read the projections' status")?;
+    println!("{:<24} {:>16} {:>16} {:>10} {:>10}  {:<12} error", "name", "position", "head", "lag", "lag (s)", "status");
+    for s in statuses {
+        let error = s.error.map(|e| format!("at {} ({}): {}", e.position, e.event_type, e.message)).unwrap_or_default();
+        println!(
+            "{:<24} {:>16} {:>16} {:>10} {:>10.1}  {:<12} {error}",
+            s.name,
+            s.position,
+            s.head,
+            s.lag,
+            s.lag_seconds,
+            s.status.as_str()
+        );
+    }
+    Ok(())
+}
+
+async fn rebuild(runtime: &ProjectionRuntime, name: &str) -> anyhow::Result<()> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_owned());
+    let progress = bar.clone();
+    let replayed = runtime
+        .rebuild(name, move |p| {
+            progress.set_length(p.total);
+            progress.set_position(p.done);
+        })
+        .await
+        .with_context(|| format!("could not rebuild {name}"))?;
+    bar.finish();
+    println!("rebuilt {name} from {replayed} events");
+    Ok(())
+}
