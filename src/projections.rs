@@ -44,7 +44,10 @@ pub async fn run(url: &str, command: Command) -> anyhow::Result<()> {
 
 async fn list(runtime: &ProjectionRuntime) -> anyhow::Result<()> {
     let statuses = runtime.statuses().await.context("could not read the projections' status")?;
-    println!("{:<24} {:>16} {:>16} {:>10} {:>10}  {:<12} error", "name", "position", "head", "lag", "lag (s)", "status");
+    println!(
+        "{:<24} {:>16} {:>16} {:>10} {:>10}  {:<12} error",
+        "name", "position", "head", "lag", "lag (s)", "status"
+    );
     for s in statuses {
         let error = s.error.map(|e| format!("at {} ({}): {}", e.position, e.event_type, e.message)).unwrap_or_default();
         println!(

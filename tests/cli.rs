@@ -10,7 +10,12 @@ use std::process::{Command, Output};
 ordo_store::backend_tests!(crate::bodies; projections_list_and_rebuild_work_without_a_server);
 
 fn ordo(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ordo")).args(args).env("DATABASE_URL", url).env("RUST_LOG", "warn").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -72,7 +77,7 @@ fn a_bad_database_url_is_a_clear_error() {
 fn serve_starts_on_a_fresh_sqlite_file_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nested/dir/ordo.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ordo"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ordo"))
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("DATABASE_URL", &url)
         .env("RUST_LOG", "info")

@@ -174,6 +174,24 @@ async fn insert_idempotency(
     Ok(())
 }
 
+/// Events inserted per statement (9 parameters each, well under SQLite's limit).
+const INSERT_CHUNK: usize = 100;
+
+/// `INSERT … VALUES (…), (…) RETURNING position` for `rows` events.
+fn insert_sql(rows: usize) -> String {
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p: Vec<String> = (1..=9).map(|c| format!("${}", r * 9 + c)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at, \
+         category) VALUES {} RETURNING position",
+        values.join(", ")
+    )
+}
+
 /// One append, inside the writer's transaction. The version check reads the stream's
 /// version under `BEGIN IMMEDIATE`, which holds SQLite's only write lock until
 /// commit, so nothing can slip in between the check and the insert; the
@@ -196,23 +214,29 @@ pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> R
     let recorded_at = Utc::now();
     let category = request.stream_id.category();
     let mut positions = Vec::with_capacity(request.events.len());
-    for (offset, event) in (1u64..).zip(&request.events) {
-        let position: i64 = sqlx::query_scalar(
-            "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, data, metadata, \
-             recorded_at, category) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING position",
-        )
-        .bind(stream)
-        .bind(to_db(current + offset)?)
-        .bind(event.event_id)
-        .bind(&event.event_type)
-        .bind(i64::from(event.schema_version))
-        .bind(Json(&event.data))
-        .bind(Json(&event.metadata))
-        .bind(recorded_at)
-        .bind(category)
-        .fetch_one(&mut *conn)
-        .await?;
-        positions.push(from_db(position)?);
+    let mut next_version = current + 1;
+    for chunk in request.events.chunks(INSERT_CHUNK) {
+        let sql = insert_sql(chunk.len());
+        let mut query = sqlx::query_as::<_, (i64,)>(&sql);
+        for event in chunk {
+            query = query
+                .bind(stream)
+                .bind(to_db(next_version)?)
+                .bind(event.event_id)
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(Json(&event.data))
+                .bind(Json(&event.metadata))
+                .bind(recorded_at)
+                .bind(category);
+            next_version += 1;
+        }
+        let mut inserted = query.fetch_all(&mut *conn).await?;
+        // RETURNING gives no order guarantee; positions rise with the rows inserted.
+        inserted.sort_unstable();
+        for (position,) in inserted {
+            positions.push(from_db(position)?);
+        }
     }
     let result = AppendResult {
         stream_id: request.stream_id.clone(),

@@ -118,11 +118,23 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, signal: Ar
 /// and does not disturb the others.
 async fn run_group(conn: &mut SqliteConnection, group: Vec<Job>) -> (Vec<Finish>, Result<(), StoreError>) {
     let mut finishers = Vec::with_capacity(group.len());
+    // A job alone needs no savepoint: its failure rolls back the transaction.
+    let alone = group.len() == 1;
     let mut jobs = group.into_iter();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE").await {
         return (finishers, Err(abort_rest(jobs, e.into())));
     }
     while let Some(job) = jobs.next() {
+        if alone {
+            let (ok, finish) = (job.run)(conn).await;
+            finishers.push(finish);
+            if !ok {
+                // Nothing to commit; the job's own error is its caller's answer.
+                let _ = exec(conn, "ROLLBACK").await;
+                return (finishers, Ok(()));
+            }
+            continue;
+        }
         if let Err(e) = exec(conn, "SAVEPOINT job").await {
             let _ = exec(conn, "ROLLBACK").await;
             return (finishers, Err(abort_rest(std::iter::once(job).chain(jobs), e.into())));
