@@ -52,7 +52,7 @@ async fn distinct(handler: &Handler, run_id: &str, tasks: usize, duration: Durat
         let handler = Arc::clone(&handler);
         let id = format!("{run_id}-t{tasks}-{task}-{}", i / COMMANDS_PER_AGGREGATE);
         async move {
-            let command = if i % COMMANDS_PER_AGGREGATE == 0 { create() } else { add(i) };
+            let command = if i.is_multiple_of(COMMANDS_PER_AGGREGATE) { create() } else { add(i) };
             handler.handle(CommandRequest::new(id, command)).await?;
             Ok(Outcome::Success)
         }

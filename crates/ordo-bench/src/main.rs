@@ -5,6 +5,7 @@ mod append;
 mod commands;
 mod phase;
 mod raw;
+mod rebuild;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,9 @@ enum Bench {
     Append(append::Args),
     /// Commands through the command handler (no HTTP) vs raw single-row INSERTs.
     Commands(commands::Args),
+    /// Rebuilding the order read model from scratch vs a raw scan-and-upsert ceiling,
+    /// and the live projection lag under load.
+    Rebuild(rebuild::Args),
 }
 
 #[tokio::main]
@@ -28,5 +32,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().bench {
         Bench::Append(args) => append::run(args).await,
         Bench::Commands(args) => commands::run(args).await,
+        Bench::Rebuild(args) => rebuild::run(args).await,
     }
 }

@@ -1,7 +1,7 @@
 //! Domain events to stored events and back, through the upcaster hook.
 
 use ordo_store::{NewEvent, RecordedEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{DomainEvent, UpcastError};
 
@@ -38,11 +38,65 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<NewEvent, CodecError> {
 
 /// A stored event as a domain event, upcast from its stored schema version first.
 pub fn decode_event<E: DomainEvent>(stored: &RecordedEvent) -> Result<E, CodecError> {
-    let data = E::upcast(&stored.event_type, stored.schema_version, stored.data.clone())?;
-    serde_json::from_value(json!({ "type": stored.event_type, "data": data })).map_err(|source| CodecError::Decode {
+    let decoded = if stored.schema_version == E::schema_version(&stored.event_type) {
+        // Current shape: deserialize straight from the stored payload, no copy.
+        E::deserialize(Tagged::new(&stored.event_type, &stored.data))
+    } else {
+        let data = E::upcast(&stored.event_type, stored.schema_version, stored.data.clone())?;
+        E::deserialize(Tagged::new(&stored.event_type, &data))
+    };
+    decoded.map_err(|source| CodecError::Decode {
         event_type: stored.event_type.clone(),
         stream: stored.stream_id.to_string(),
         version: stored.version,
         source,
     })
+}
+
+/// `{"type": event_type, "data": data}` as a serde map, tag first (so that serde
+/// need not buffer the payload) and borrowing the payload instead of copying it.
+struct Tagged<'a> {
+    event_type: &'a str,
+    data: &'a Value,
+    next: u8,
+}
+
+impl<'a> Tagged<'a> {
+    fn new(event_type: &'a str, data: &'a Value) -> Self {
+        Self { event_type, data, next: 0 }
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> serde::de::MapAccess<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.next {
+            0 => "type",
+            1 => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(key)).map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        self.next += 1;
+        match self.next {
+            1 => seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(self.event_type)),
+            _ => seed.deserialize(self.data),
+        }
+    }
 }

@@ -10,7 +10,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordo_core::decode_event;
-use ordo_projection::{ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables};
+use ordo_projection::{
+    Column, ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables,
+};
 use ordo_store::{EventFilter, Position, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -41,9 +43,6 @@ const TABLE: TableDef = TableDef {
 };
 
 const COLUMNS: &str = "order_id, customer_id, status, items, total_cents, version, created_position, updated_at";
-
-/// Orders written per upsert statement.
-const UPSERT_CHUNK: usize = 500;
 
 /// One line of an order as `GET /orders/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +172,10 @@ impl Projector for OrderSummaryProjector {
         vec![TABLE]
     }
 
+    fn partitioned_by_stream(&self) -> bool {
+        true // one row per order, from that order's events alone
+    }
+
     async fn apply(
         &self,
         tx: &mut ReadModelTx<'_>,
@@ -180,11 +183,24 @@ impl Projector for OrderSummaryProjector {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let table = tables.get(ORDER_SUMMARIES);
-        let mut ids: Vec<String> = events.iter().filter_map(|e| order_id_of(&e.stream_id)).map(str::to_owned).collect();
+        // Orders whose first event here is their creation have no row yet (the
+        // upsert below never moves a row backwards, should one exist after all):
+        // only the others are loaded.
+        let mut first_seen: HashMap<&str, u64> = HashMap::new();
+        for e in events {
+            if let Some(id) = order_id_of(&e.stream_id) {
+                first_seen.entry(id).or_insert(e.version);
+            }
+        }
+        let mut ids: Vec<String> =
+            first_seen.iter().filter(|(_, version)| **version > 1).map(|(id, _)| (*id).to_owned()).collect();
         ids.sort_unstable();
-        ids.dedup();
-        let sql = format!("SELECT {COLUMNS} FROM {table} WHERE order_id {}", tx.any_of("$1"));
-        let rows: Vec<Row> = tx.fetch_all(&sql, &[SqlValue::TextList(ids)]).await?;
+        let rows: Vec<Row> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let sql = format!("SELECT {COLUMNS} FROM {table} WHERE order_id {}", tx.any_of("$1"));
+            tx.fetch_all(&sql, &[SqlValue::TextList(ids)]).await?
+        };
         let mut orders: HashMap<String, Folding> = HashMap::with_capacity(rows.len());
         for row in rows {
             let summary = row.into_summary().map_err(|e| stored_error(events, e))?;
@@ -232,10 +248,7 @@ impl Projector for OrderSummaryProjector {
         touched.dedup();
         let summaries: Vec<OrderSummary> =
             touched.iter().filter_map(|id| orders.remove(id)).map(Folding::finish).collect();
-        for chunk in summaries.chunks(UPSERT_CHUNK) {
-            upsert(tx, table, chunk).await?;
-        }
-        Ok(())
+        upsert(tx, table, &summaries).await
     }
 
     async fn forget_stream(
@@ -259,33 +272,25 @@ fn stored_error(events: &[RecordedEvent], message: String) -> ProjectionError {
 }
 
 async fn upsert(tx: &mut ReadModelTx<'_>, table: &str, summaries: &[OrderSummary]) -> Result<(), ProjectionError> {
-    let mut values = Vec::with_capacity(summaries.len());
-    let mut params = Vec::with_capacity(summaries.len() * 8);
-    for (i, s) in summaries.iter().enumerate() {
-        let base = i * 8;
-        let placeholders: Vec<String> = (1..=8).map(|k| format!("${}", base + k)).collect();
-        values.push(format!("({})", placeholders.join(", ")));
-        let items = serde_json::to_string(&s.items)
-            .map_err(|e| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: e.to_string() })?;
-        params.extend([
-            SqlValue::from(s.order_id.as_str()),
-            SqlValue::from(s.customer_id.as_str()),
-            SqlValue::from(s.status.as_str()),
-            SqlValue::from(items),
-            SqlValue::from(s.total_cents),
-            SqlValue::from(i64::try_from(s.version).unwrap_or(i64::MAX)),
-            SqlValue::from(i64::try_from(s.created_position).unwrap_or(i64::MAX)),
-            SqlValue::from(s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        ]);
-    }
-    let sql = format!(
-        "INSERT INTO {table} ({COLUMNS}) VALUES {} ON CONFLICT (order_id) DO UPDATE SET \
-         customer_id = excluded.customer_id, status = excluded.status, items = excluded.items, \
-         total_cents = excluded.total_cents, version = excluded.version, updated_at = excluded.updated_at",
-        values.join(", ")
-    );
-    tx.execute(&sql, &params).await?;
-    Ok(())
+    let text = |f: fn(&OrderSummary) -> String| summaries.iter().map(f).collect::<Vec<_>>();
+    let int = |f: fn(&OrderSummary) -> i64| summaries.iter().map(f).collect::<Vec<_>>();
+    let items = summaries
+        .iter()
+        .map(|s| serde_json::to_string(&s.items))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: e.to_string() })?;
+    let columns = [
+        Column::Text("order_id", text(|s| s.order_id.clone())),
+        Column::Text("customer_id", text(|s| s.customer_id.clone())),
+        Column::Text("status", text(|s| s.status.clone())),
+        Column::Text("items", items),
+        Column::Int("total_cents", int(|s| s.total_cents)),
+        Column::Int("version", int(|s| i64::try_from(s.version).unwrap_or(i64::MAX))),
+        Column::Int("created_position", int(|s| i64::try_from(s.created_position).unwrap_or(i64::MAX))),
+        Column::Text("updated_at", text(|s| s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
+    ];
+    // `created_position` never changes: the upsert may rewrite it to the same value.
+    tx.upsert(table, "order_id", &columns, Some("version")).await
 }
 
 /// One order's summary, if the read model has it.

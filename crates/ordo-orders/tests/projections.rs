@@ -36,6 +36,7 @@ mod bodies {
         RunnerConfig {
             batch_size: 7,
             rebuild_batch_size: 50,
+            rebuild_lanes: 3,
             poll_interval: Duration::from_millis(50),
             retry_base: Duration::from_millis(10),
             max_attempts: 3,

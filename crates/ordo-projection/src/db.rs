@@ -41,6 +41,35 @@ impl From<String> for SqlValue {
     }
 }
 
+/// One column of rows to upsert: its name and its values, one per row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Column {
+    Text(&'static str, Vec<String>),
+    Int(&'static str, Vec<i64>),
+}
+
+impl Column {
+    fn name(&self) -> &'static str {
+        match self {
+            Column::Text(name, _) | Column::Int(name, _) => name,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::Text(_, v) => v.len(),
+            Column::Int(_, v) => v.len(),
+        }
+    }
+
+    fn value(&self, row: usize) -> SqlValue {
+        match self {
+            Column::Text(_, v) => SqlValue::Text(v.get(row).cloned()),
+            Column::Int(_, v) => SqlValue::Int(v.get(row).copied()),
+        }
+    }
+}
+
 /// Where read models are: the event store's own database.
 #[derive(Clone)]
 pub enum ReadDb {
@@ -187,6 +216,71 @@ impl ReadModelTx<'_> {
             Conn::Postgres(c) => bind_postgres(sqlx::query_as(sql), params).fetch_all(&mut **c).await,
         };
         Ok(rows.map_err(StoreError::from)?)
+    }
+
+    /// Inserts rows, or updates the row with the same `key` — only where the new
+    /// row's `newer_by` column is greater, if given, so that a row never moves
+    /// backwards. One statement on PostgreSQL (`unnest` of one array per column);
+    /// statements of up to 500 rows on SQLite.
+    pub async fn upsert(
+        &mut self,
+        table: &str,
+        key: &str,
+        columns: &[Column],
+        newer_by: Option<&str>,
+    ) -> Result<(), ProjectionError> {
+        let rows = columns.first().map_or(0, Column::len);
+        if rows == 0 {
+            return Ok(());
+        }
+        let names: Vec<&str> = columns.iter().map(Column::name).collect();
+        let updates: Vec<String> = names.iter().filter(|n| **n != key).map(|n| format!("{n} = excluded.{n}")).collect();
+        let condition = newer_by.map(|c| format!(" WHERE excluded.{c} > {table}.{c}")).unwrap_or_default();
+        let tail = format!("ON CONFLICT ({key}) DO UPDATE SET {}{condition}", updates.join(", "));
+        match self.backend() {
+            Backend::Postgres => {
+                let arrays: Vec<String> = columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| match c {
+                        Column::Text(..) => format!("${}::text[]", i + 1),
+                        Column::Int(..) => format!("${}::int8[]", i + 1),
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO {table} ({}) SELECT * FROM unnest({}) {tail}",
+                    names.join(", "),
+                    arrays.join(", ")
+                );
+                let Conn::Postgres(conn) = &mut self.conn else { unreachable!("checked the backend") };
+                let mut query = sqlx::query(&sql);
+                for column in columns {
+                    query = match column {
+                        Column::Text(_, v) => query.bind(v.as_slice()),
+                        Column::Int(_, v) => query.bind(v.as_slice()),
+                    };
+                }
+                query.execute(&mut **conn).await.map_err(StoreError::from)?;
+            }
+            Backend::Sqlite => {
+                for start in (0..rows).step_by(500) {
+                    let end = (start + 500).min(rows);
+                    let width = columns.len();
+                    let values: Vec<String> = (start..end)
+                        .map(|r| {
+                            let base = (r - start) * width;
+                            let p: Vec<String> = (1..=width).map(|c| format!("${}", base + c)).collect();
+                            format!("({})", p.join(", "))
+                        })
+                        .collect();
+                    let sql = format!("INSERT INTO {table} ({}) VALUES {} {tail}", names.join(", "), values.join(", "));
+                    let params: Vec<SqlValue> =
+                        (start..end).flat_map(|r| columns.iter().map(move |c| c.value(r))).collect();
+                    self.execute(&sql, &params).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether a table of this name exists.

@@ -14,7 +14,7 @@ mod runner;
 mod status;
 
 pub use checkpoint::Checkpoint;
-pub use db::{ReadDb, ReadModelTx, SqlValue};
+pub use db::{Column, ReadDb, ReadModelTx, SqlValue};
 pub use error::ProjectionError;
 pub use projector::{Projector, TableDef, Tables};
 pub use rebuild::RebuildProgress;

@@ -71,6 +71,12 @@ pub trait Projector: Send + Sync + 'static {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError>;
 
+    /// Whether each stream's rows depend only on that stream's events, so that a
+    /// rebuild may apply different streams side by side (default: no).
+    fn partitioned_by_stream(&self) -> bool {
+        false
+    }
+
     /// Deletes what the read model holds for `stream`, for a one-stream rebuild.
     /// Returns `false` if the read model is not keyed by stream (the default).
     async fn forget_stream(

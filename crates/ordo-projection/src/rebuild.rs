@@ -63,21 +63,39 @@ impl ProjectionRuntime {
         let mut done = 0;
         let mut position = 0;
         let batch = self.inner.config.rebuild_batch_size;
+        let read = |after: Position| {
+            let (store, filter) = (Arc::clone(&self.inner.store), filter.clone());
+            tokio::spawn(async move { store.read_all(after, batch, &filter).await })
+        };
+        let mut next = read(0);
         loop {
-            let events = self.inner.store.read_all(position, batch, &filter).await?;
+            let events = next.await.map_err(|e| ProjectionError::Unsupported {
+                projector: projector.name().to_owned(),
+                reason: format!("the event reader stopped: {e}"),
+            })??;
             let Some(last) = events.last() else { break };
             position = last.position;
             let full = events.len() == batch;
+            // Read the next batch while this one is applied.
+            next = read(position);
             done += events.len() as u64;
             let total = total.max(done);
-            let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
-            db.transaction(move |mut tx| {
-                Box::pin(async move {
-                    projector.apply(&mut tx, &shadow, &events).await?;
-                    checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await
+            let lanes = if projector.partitioned_by_stream() { self.inner.config.rebuild_lanes.max(1) } else { 1 };
+            let applied = split_by_stream(events, lanes).into_iter().enumerate().map(|(lane, events)| {
+                let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
+                db.transaction(move |mut tx| {
+                    Box::pin(async move {
+                        if !events.is_empty() {
+                            projector.apply(&mut tx, &shadow, &events).await?;
+                        }
+                        if lane == 0 {
+                            checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .await?;
+            });
+            futures::future::try_join_all(applied).await?;
             progress(RebuildProgress { done, total });
             if !full {
                 break;
@@ -132,6 +150,22 @@ impl ProjectionRuntime {
             })
             .await
     }
+}
+
+/// Splits a batch into `lanes` parts by stream, each in global order: a stream's
+/// events all land in one part, so the parts can be applied side by side.
+fn split_by_stream(events: Vec<RecordedEvent>, lanes: usize) -> Vec<Vec<RecordedEvent>> {
+    if lanes == 1 {
+        return vec![events];
+    }
+    let mut parts: Vec<Vec<RecordedEvent>> = (0..lanes).map(|_| Vec::new()).collect();
+    for event in events {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(event.stream_id.as_str(), &mut hasher);
+        let lane = (std::hash::Hasher::finish(&hasher) % lanes as u64) as usize;
+        parts[lane].push(event);
+    }
+    parts
 }
 
 /// The events of `stream` that `filter` passes, up to `up_to`.

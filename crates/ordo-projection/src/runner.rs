@@ -26,6 +26,8 @@ pub struct RunnerConfig {
     pub batch_size: usize,
     /// Events per batch while rebuilding.
     pub rebuild_batch_size: usize,
+    /// Transactions a rebuild runs side by side for projectors partitioned by stream.
+    pub rebuild_lanes: usize,
     /// How long a runner waits for a wake-up before it looks anyway.
     pub poll_interval: Duration,
     /// Attempts at an event before the projector stops as `failed`.
@@ -41,6 +43,7 @@ impl Default for RunnerConfig {
         Self {
             batch_size: 500,
             rebuild_batch_size: 5_000,
+            rebuild_lanes: 4,
             poll_interval: Duration::from_millis(500),
             max_attempts: 5,
             retry_base: Duration::from_millis(100),

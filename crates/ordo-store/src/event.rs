@@ -233,7 +233,7 @@ impl EventFilter {
         match self {
             EventFilter::All => true,
             EventFilter::Categories(c) => c.iter().any(|c| c == event.stream_id.category()),
-            EventFilter::EventTypes(t) => t.iter().any(|t| *t == event.event_type),
+            EventFilter::EventTypes(t) => t.contains(&event.event_type),
         }
     }
 }
