@@ -5,7 +5,9 @@
 //! the command handler adds: optimistic concurrency, idempotency keys, and typed
 //! rejections.
 
-use ordo_core::{Aggregate, CommandError, CommandHandler, CommandRequest, DomainEvent, HandlerConfig, IdempotencyKey, RejectionKind};
+use ordo_core::{
+    Aggregate, CommandError, CommandHandler, CommandRequest, DomainEvent, HandlerConfig, IdempotencyKey, RejectionKind,
+};
 use serde::{Deserialize, Serialize};
 
 /// The state, rebuilt from events. `Default` is "no account yet".
@@ -95,7 +97,9 @@ async fn main() -> anyhow::Result<()> {
     for attempt in 1..=2 {
         // The retry (same key) replays the first outcome instead of depositing twice.
         let done = accounts
-            .handle(CommandRequest::new("alice", AccountCommand::Deposit { cents: 100 }).with_idempotency(deposit.clone()))
+            .handle(
+                CommandRequest::new("alice", AccountCommand::Deposit { cents: 100 }).with_idempotency(deposit.clone()),
+            )
             .await?;
         println!("deposit attempt {attempt}: version {}, replayed: {}", done.version, done.replayed);
     }

@@ -23,8 +23,7 @@ pub enum Command {
 
 /// The runtime with every projector Ordo ships, on the database at `url`.
 pub async fn runtime(url: &str) -> anyhow::Result<ProjectionRuntime> {
-    let store = ordo_store::connect(url).await.context("could not open the database")?;
-    let db = ReadDb::connect(url).await.context("could not open the read-model database")?;
+    let (store, db) = ReadDb::open(url).await.context("could not open the database")?;
     Ok(ProjectionRuntime::new(store, db, ordo_orders::projectors(), RunnerConfig::default()))
 }
 

@@ -50,7 +50,7 @@ mod bodies {
         let out = ordo(db.url(), &["projections", "rebuild", "order_summaries"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("rebuilt order_summaries from 2 events"), "{}", text(&out.stdout));
-        let read = ordo_projection::ReadDb::connect(db.url()).await.unwrap();
+        let (_, read) = ordo_projection::ReadDb::open(db.url()).await.unwrap();
         let order = ordo_orders::read_model::get_order(&read, "cli-1").await.unwrap().expect("rebuilt");
         assert_eq!((order.total_cents, order.version), (15, 2));
 

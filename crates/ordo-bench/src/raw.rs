@@ -83,12 +83,17 @@ impl RawPool {
         Ok(())
     }
 
-    pub async fn drop_table(&self) -> anyhow::Result<()> {
+    /// Runs one statement without parameters.
+    pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         match self {
-            RawPool::Sqlite(pool) => sqlx::query("DROP TABLE bench_raw_events").execute(pool).await.map(drop)?,
-            RawPool::Postgres(pool) => sqlx::query("DROP TABLE bench_raw_events").execute(pool).await.map(drop)?,
+            RawPool::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop)?,
+            RawPool::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop)?,
         }
         Ok(())
+    }
+
+    pub async fn drop_table(&self) -> anyhow::Result<()> {
+        self.execute("DROP TABLE bench_raw_events").await
     }
 }
 

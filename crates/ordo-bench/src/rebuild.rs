@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::append::open;
 use crate::raw::RawPool;
 
 #[derive(clap::Args)]
@@ -85,27 +84,17 @@ async fn generate(store: &Arc<dyn EventStore>, events: u64) -> anyhow::Result<u6
 /// per order per batch (its last version and payload), all in plain SQL.
 async fn raw_ceiling(raw: &RawPool) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
-    let mut after = 0i64;
-    let mut done = 0u64;
-    match raw {
-        RawPool::Postgres(pool) => {
-            sqlx::query("DROP TABLE IF EXISTS bench_raw_summaries").execute(pool).await?;
-            sqlx::query("CREATE TABLE bench_raw_summaries (order_id text PRIMARY KEY, version bigint, data text)")
-                .execute(pool)
-                .await?;
-            loop {
-                let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-                    "SELECT position, stream_id, version, data::text FROM events WHERE position > $1 \
-                     AND category = 'order' ORDER BY position LIMIT $2",
-                )
-                .bind(after)
-                .bind(BATCH as i64)
-                .fetch_all(pool)
-                .await?;
-                let Some(last) = rows.last() else { break };
-                after = last.0;
-                done += rows.len() as u64;
-                let (ids, versions, data) = latest_per_stream(rows);
+    raw.execute("DROP TABLE IF EXISTS bench_raw_summaries").await?;
+    raw.execute("CREATE TABLE bench_raw_summaries (order_id TEXT PRIMARY KEY, version BIGINT, data TEXT)").await?;
+    let (mut after, mut done) = (0i64, 0u64);
+    loop {
+        let rows = raw_batch(raw, after).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.0;
+        done += rows.len() as u64;
+        let (ids, versions, data) = latest_per_stream(rows);
+        match raw {
+            RawPool::Postgres(pool) => {
                 sqlx::query(
                     "INSERT INTO bench_raw_summaries SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]) \
                      ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, data = excluded.data",
@@ -116,40 +105,35 @@ async fn raw_ceiling(raw: &RawPool) -> anyhow::Result<(u64, Duration)> {
                 .execute(pool)
                 .await?;
             }
-            sqlx::query("DROP TABLE bench_raw_summaries").execute(pool).await?;
-        }
-        RawPool::Sqlite(pool) => {
-            sqlx::query("DROP TABLE IF EXISTS bench_raw_summaries").execute(pool).await?;
-            sqlx::query("CREATE TABLE bench_raw_summaries (order_id TEXT PRIMARY KEY, version INTEGER, data TEXT)")
-                .execute(pool)
-                .await?;
-            loop {
-                let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-                    "SELECT position, stream_id, version, data FROM events WHERE position > $1 \
-                     AND category = 'order' ORDER BY position LIMIT $2",
-                )
-                .bind(after)
-                .bind(BATCH as i64)
-                .fetch_all(pool)
-                .await?;
-                let Some(last) = rows.last() else { break };
-                after = last.0;
-                done += rows.len() as u64;
-                let json = serde_json::to_string(&latest_per_stream(rows))?;
+            RawPool::Sqlite(pool) => {
                 sqlx::query(
                     "INSERT INTO bench_raw_summaries SELECT a.value, v.value, d.value \
-                     FROM json_each(json_extract($1, '$[0]')) a JOIN json_each(json_extract($1, '$[1]')) v USING (key) \
-                     JOIN json_each(json_extract($1, '$[2]')) d USING (key) WHERE true \
-                     ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, data = excluded.data",
+                     FROM json_each($1) a JOIN json_each($2) v USING (key) JOIN json_each($3) d USING (key) \
+                     WHERE true ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, data = excluded.data",
                 )
-                .bind(json)
+                .bind(serde_json::to_string(&ids)?)
+                .bind(serde_json::to_string(&versions)?)
+                .bind(serde_json::to_string(&data)?)
                 .execute(pool)
                 .await?;
             }
-            sqlx::query("DROP TABLE bench_raw_summaries").execute(pool).await?;
         }
     }
+    raw.execute("DROP TABLE bench_raw_summaries").await?;
     Ok((done, started.elapsed()))
+}
+
+/// One batch of `(position, stream, version, data as text)` after `after`.
+async fn raw_batch(raw: &RawPool, after: i64) -> anyhow::Result<Vec<(i64, String, i64, String)>> {
+    let (sql, limit) = (
+        "SELECT position, stream_id, version, CAST(data AS TEXT) FROM events WHERE position > $1 \
+         AND category = 'order' ORDER BY position LIMIT $2",
+        BATCH as i64,
+    );
+    Ok(match raw {
+        RawPool::Postgres(pool) => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(pool).await?,
+        RawPool::Sqlite(pool) => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(pool).await?,
+    })
 }
 
 /// The last version and payload of each stream in a batch, as parallel columns.
@@ -168,13 +152,9 @@ fn latest_per_stream(rows: Vec<(i64, String, i64, String)>) -> (Vec<String>, Vec
 }
 
 /// Event committed → read model updated, for commands sent while others keep coming.
-async fn live_lag(store: &Arc<dyn EventStore>, url: &str, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
-    let runtime = ProjectionRuntime::new(
-        Arc::clone(store),
-        ReadDb::connect(url).await?,
-        ordo_orders::projectors(),
-        RunnerConfig::default(),
-    );
+async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
+    let runtime =
+        ProjectionRuntime::new(Arc::clone(store), db.clone(), ordo_orders::projectors(), RunnerConfig::default());
     runtime.prepare().await?;
     runtime.start();
     let head = store.head_position().await?;
@@ -230,11 +210,17 @@ fn command(i: u64) -> OrderCommand {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&args.database_url)?;
-    let (store, raw) = open(&url, 48).await?;
+    // The store and the read models share connections (on SQLite: one writer).
+    let (store, db) = ReadDb::open(url.as_str()).await?;
+    let pg_pool = match &db {
+        ReadDb::Postgres(pool) => Some(pool.clone()),
+        ReadDb::Sqlite(_) => None,
+    };
+    let raw = RawPool::open(&url, pg_pool).await?;
     let events = generate(&store, args.events).await?;
     // Fresh statistics after the bulk load, as autovacuum would soon have: without
     // them PostgreSQL plans each batch read as a full bitmap scan plus sort.
-    if let RawPool::Postgres(pool) = &*raw {
+    if let RawPool::Postgres(pool) = &raw {
         sqlx::query("ANALYZE events").execute(pool).await?;
     }
     let mut figures = Map::new();
@@ -271,12 +257,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = RunnerConfig::default();
     config.rebuild_batch_size = args.rebuild_batch.unwrap_or(config.rebuild_batch_size);
     figures.insert("rebuild_batch".into(), json!(config.rebuild_batch_size));
-    let runtime = ProjectionRuntime::new(
-        Arc::clone(&store),
-        ReadDb::connect(url.as_str()).await?,
-        ordo_orders::projectors(),
-        config,
-    );
+    let runtime = ProjectionRuntime::new(Arc::clone(&store), db.clone(), ordo_orders::projectors(), config);
     let started = Instant::now();
     let rebuilt = runtime.rebuild(ORDER_SUMMARIES, |_| {}).await?;
     let time = started.elapsed();
@@ -292,7 +273,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("raw_events_per_s".into(), json!(raw_per_s.round()));
     figures.insert("ratio".into(), json!((ratio * 1000.0).round() / 1000.0));
 
-    let (p50, p99, samples) = live_lag(&store, url.as_str(), args.lag_seconds).await?;
+    let (p50, p99, samples) = live_lag(&store, &db, args.lag_seconds).await?;
     println!("{:<40} p50 {p50:.2} ms, p99 {p99:.2} ms ({samples} samples)", "live projection lag under load");
     figures.insert("lag_p50_ms".into(), json!(p50));
     figures.insert("lag_p99_ms".into(), json!(p99));

@@ -71,16 +71,12 @@ async fn scenario(db: TestDatabase) {
         lease_retry: Duration::from_millis(200),
         ..RunnerConfig::default()
     };
-    let store = db.store().await;
+    // Two processes: each with its own store and connections.
+    let (store, read_a) = ReadDb::open(db.url()).await.unwrap();
+    let (store_b, read_b) = ReadDb::open(db.url()).await.unwrap();
     let (ta, tb) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
-    let a = ProjectionRuntime::new(
-        Arc::clone(&store),
-        ReadDb::connect(db.url()).await.unwrap(),
-        vec![ta.clone()],
-        config.clone(),
-    );
-    let b =
-        ProjectionRuntime::new(Arc::clone(&store), ReadDb::connect(db.url()).await.unwrap(), vec![tb.clone()], config);
+    let a = ProjectionRuntime::new(Arc::clone(&store), read_a.clone(), vec![ta.clone()], config.clone());
+    let b = ProjectionRuntime::new(store_b, read_b, vec![tb.clone()], config);
     a.start();
     tokio::time::sleep(Duration::from_millis(300)).await;
     b.start();
@@ -110,8 +106,7 @@ async fn scenario(db: TestDatabase) {
     assert!(standby.wait_for_position("tally", last, Duration::from_secs(20)).await.unwrap());
     assert!(tally.0.load(Ordering::SeqCst) >= before + 10, "the standby took over");
     standby.shutdown().await;
-    let rows: Vec<(i64,)> =
-        ReadDb::connect(db.url()).await.unwrap().fetch_all("SELECT count(*) FROM tally", &[]).await.unwrap();
+    let rows: Vec<(i64,)> = read_a.fetch_all("SELECT count(*) FROM tally", &[]).await.unwrap();
     assert_eq!(rows[0].0, 60, "every event applied exactly once across the handovers");
 }
 

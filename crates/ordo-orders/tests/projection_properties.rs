@@ -14,14 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn incremental_equals_rebuild(db: TestDatabase, steps: Vec<(u8, Step)>) {
-    let store = db.store().await;
+    let (store, read) = ReadDb::open(db.url()).await.unwrap();
     let config = RunnerConfig { batch_size: 3, poll_interval: Duration::from_millis(20), ..RunnerConfig::default() };
-    let rt = ProjectionRuntime::new(
-        Arc::clone(&store),
-        ReadDb::connect(db.url()).await.unwrap(),
-        ordo_orders::projectors(),
-        config,
-    );
+    let rt = ProjectionRuntime::new(Arc::clone(&store), read, ordo_orders::projectors(), config);
     let handler = CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default());
     rt.start();
     let mut last = 0;

@@ -116,8 +116,7 @@ mod bodies {
     }
 
     async fn runtime(db: &TestDatabase, projectors: Vec<Arc<dyn Projector>>) -> ProjectionRuntime {
-        let store = db.store().await;
-        let read = ReadDb::connect(db.url()).await.unwrap();
+        let (store, read) = ReadDb::open(db.url()).await.unwrap();
         ProjectionRuntime::new(store, read, projectors, fast())
     }
 

@@ -6,7 +6,7 @@
 use futures::future::BoxFuture;
 use ordo_store::postgres::PostgresStore;
 use ordo_store::sqlite::SqliteStore;
-use ordo_store::{Backend, StoreError};
+use ordo_store::{Backend, EventStore, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, FromRow, PgConnection, PgPool, SqliteConnection};
@@ -78,12 +78,21 @@ pub enum ReadDb {
 }
 
 impl ReadDb {
-    /// Opens the database at `url` (applying migrations) as a read-model database.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Opens the database at `url` (applying migrations): the event store, and the
+    /// same database as a read-model database. They share connections — on SQLite,
+    /// one writer for events and read models alike, as SQLite wants.
+    pub async fn open(url: &str) -> Result<(Arc<dyn EventStore>, Self), StoreError> {
         let url = ordo_store::DatabaseUrl::parse(url)?;
         Ok(match url.backend() {
-            Backend::Sqlite => ReadDb::Sqlite(SqliteStore::connect(url.as_str()).await?),
-            Backend::Postgres => ReadDb::Postgres(PostgresStore::connect(url.as_str()).await?.pool().clone()),
+            Backend::Sqlite => {
+                let store = SqliteStore::connect(url.as_str()).await?;
+                (Arc::new(store.clone()), ReadDb::Sqlite(store))
+            }
+            Backend::Postgres => {
+                let store = PostgresStore::connect(url.as_str()).await?;
+                let pool = store.pool().clone();
+                (Arc::new(store), ReadDb::Postgres(pool))
+            }
         })
     }
 
