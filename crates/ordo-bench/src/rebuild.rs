@@ -106,16 +106,25 @@ async fn raw_ceiling(raw: &RawPool) -> anyhow::Result<(u64, Duration)> {
                 .await?;
             }
             RawPool::Sqlite(pool) => {
-                sqlx::query(
-                    "INSERT INTO bench_raw_summaries SELECT a.value, v.value, d.value \
-                     FROM json_each($1) a JOIN json_each($2) v USING (key) JOIN json_each($3) d USING (key) \
-                     WHERE true ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, data = excluded.data",
-                )
-                .bind(serde_json::to_string(&ids)?)
-                .bind(serde_json::to_string(&versions)?)
-                .bind(serde_json::to_string(&data)?)
-                .execute(pool)
-                .await?;
+                // SQLite's fastest plain path: multi-row VALUES, 300 rows a statement,
+                // one transaction (one fsync) per batch.
+                let mut tx = pool.begin().await?;
+                for start in (0..ids.len()).step_by(300) {
+                    let end = (start + 300).min(ids.len());
+                    let rows: Vec<String> =
+                        (0..end - start).map(|r| format!("(${}, ${}, ${})", 3 * r + 1, 3 * r + 2, 3 * r + 3)).collect();
+                    let sql = format!(
+                        "INSERT INTO bench_raw_summaries VALUES {} ON CONFLICT (order_id) DO UPDATE SET \
+                         version = excluded.version, data = excluded.data",
+                        rows.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for r in start..end {
+                        query = query.bind(&ids[r]).bind(versions[r]).bind(&data[r]);
+                    }
+                    query.execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
             }
         }
     }

@@ -59,6 +59,87 @@ SELECT a.idx, a.current, a.idx IN (SELECT idx FROM accepted) AS accepted,
 FROM appends a
 "#;
 
+/// The same append for one request alone: the common case under light load, with a
+/// plan simpler than the group's. Parameters as in `APPEND_SQL` for a group of one,
+/// but `$1`/`$2` stream and category, `$3..$7` the event arrays, `$8`/`$9` the
+/// expectation, `$10..$14` the record, `$15` the number of events.
+const APPEND_ONE_SQL: &str = r#"
+WITH current AS (
+    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+), accepted AS (
+    SELECT version FROM current
+    WHERE CASE $8::int4 WHEN 0 THEN true WHEN 1 THEN version = 0 WHEN 2 THEN version > 0 ELSE version = $9::int8 END
+), inserted AS (
+    INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, data, metadata, category)
+    SELECT (pg_current_xact_id()::text::bigint << 16) + e.ord - 1, $1, a.version + e.ord,
+           e.event_id, e.event_type, e.schema_version, e.data, e.metadata, $2
+    FROM accepted a,
+         unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[])
+             WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, ord)
+    RETURNING position
+), recorded AS (
+    INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, expires_at,
+                                  stream_id, first_version, last_version, last_position)
+    SELECT $10::text, $11::text, $12::text, $13::jsonb, $14::timestamptz, $1, a.version + 1, a.version + $15::int8,
+           (pg_current_xact_id()::text::bigint << 16) + $15::int8 - 1
+    FROM accepted a
+    WHERE $10::text IS NOT NULL
+)
+SELECT c.version, a.version IS NOT NULL AS accepted,
+       CASE WHEN a.version IS NOT NULL THEN pg_current_xact_id()::text::bigint END AS xid
+FROM current c LEFT JOIN accepted a ON true
+"#;
+
+/// Runs the one-append statement on `conn`.
+async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, sqlx::Error> {
+    let p = Params::new(&[request]).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let record = request.idempotency.as_ref();
+    let (current, accepted, xid): (i64, bool, Option<i64>) = sqlx::query_as(APPEND_ONE_SQL)
+        .bind(request.stream_id.as_str())
+        .bind(request.stream_id.category())
+        .bind(&p.e_ids)
+        .bind(&p.e_types)
+        .bind(&p.e_schemas)
+        .bind(&p.e_data)
+        .bind(&p.e_meta)
+        .bind(p.kinds.first().copied().unwrap_or_default())
+        .bind(p.exacts.first().copied().unwrap_or_default())
+        .bind(record.map(|r| r.scope.as_str()))
+        .bind(record.map(|r| r.key.as_str()))
+        .bind(record.map(|r| r.fingerprint.as_str()))
+        .bind(record.map(|r| Json(&r.outcome)))
+        .bind(record.map(|r| r.expires_at))
+        .bind(request.events.len() as i64)
+        .fetch_one(&mut *conn)
+        .await?;
+    verdict(request, current, accepted, xid, 1)
+}
+
+/// The verdict on `request` from the statement's answer; `first_seq` is the
+/// sequence of its first event within the statement.
+fn verdict(
+    request: &AppendRequest,
+    current: i64,
+    accepted: bool,
+    xid: Option<i64>,
+    first_seq: u64,
+) -> Result<Verdict, sqlx::Error> {
+    let current = u64::try_from(current).map_err(|_| sqlx::Error::Protocol("negative version".into()))?;
+    Ok(match (accepted, xid) {
+        (true, Some(xid)) => {
+            let base = u64::try_from(xid).map_err(|_| sqlx::Error::Protocol("negative xid".into()))? << 16;
+            let n = request.events.len() as u64;
+            Verdict::Appended(AppendResult {
+                stream_id: request.stream_id.clone(),
+                first_version: current + 1,
+                last_version: current + n,
+                positions: (0..n).map(|i| base + first_seq - 1 + i).collect(),
+            })
+        }
+        _ => Verdict::WrongVersion { actual: current },
+    })
+}
+
 fn expectation(expected: ExpectedVersion) -> Result<(i32, i64), StoreError> {
     Ok(match expected {
         ExpectedVersion::Any => (0, 0),
@@ -188,20 +269,7 @@ pub(crate) async fn append_group(
         let (Some(request), Some(&seq)) = (requests.get(idx), first_seqs.get(idx)) else {
             return Err(sqlx::Error::Protocol("append index out of range".into()));
         };
-        let current = u64::try_from(current).map_err(|_| sqlx::Error::Protocol("negative version".into()))?;
-        verdicts[idx] = Some(match (accepted, xid) {
-            (true, Some(xid)) => {
-                let base = u64::try_from(xid).map_err(|_| sqlx::Error::Protocol("negative xid".into()))? << 16;
-                let n = request.events.len() as u64;
-                Verdict::Appended(AppendResult {
-                    stream_id: request.stream_id.clone(),
-                    first_version: current + 1,
-                    last_version: current + n,
-                    positions: (0..n).map(|i| base + seq - 1 + i).collect(),
-                })
-            }
-            _ => Verdict::WrongVersion { actual: current },
-        });
+        verdicts[idx] = Some(verdict(request, current, accepted, xid, seq)?);
     }
     verdicts.into_iter().map(|v| v.ok_or_else(|| sqlx::Error::Protocol("an append got no verdict".into()))).collect()
 }
@@ -217,14 +285,9 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
     let mut conn = pool.acquire().await?;
     let mut races = 0;
     loop {
-        match append_group(&mut conn, &[request]).await {
-            Ok(mut verdicts) => {
-                return match verdicts.pop() {
-                    Some(Verdict::Appended(result)) => Ok(result),
-                    Some(Verdict::WrongVersion { actual }) => Err(wrong_version(request, actual)),
-                    None => Err(StoreError::Corrupt("the append statement returned nothing".into())),
-                }
-            }
+        match append_one(&mut conn, request).await {
+            Ok(Verdict::Appended(result)) => return Ok(result),
+            Ok(Verdict::WrongVersion { actual }) => return Err(wrong_version(request, actual)),
             Err(e) => match classify(&e, request) {
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
@@ -286,10 +349,9 @@ impl OpenAppend {
     pub async fn begin(pool: &PgPool, request: AppendRequest) -> Result<Self, StoreError> {
         request.validate()?;
         let mut tx = pool.begin().await?;
-        match append_group(&mut tx, &[&request]).await?.pop() {
-            Some(Verdict::Appended(result)) => Ok(Self { tx, result }),
-            Some(Verdict::WrongVersion { actual }) => Err(wrong_version(&request, actual)),
-            None => Err(StoreError::Corrupt("the append statement returned nothing".into())),
+        match append_one(&mut tx, &request).await? {
+            Verdict::Appended(result) => Ok(Self { tx, result }),
+            Verdict::WrongVersion { actual } => Err(wrong_version(&request, actual)),
         }
     }
 
