@@ -8,8 +8,7 @@ use std::time::Duration;
 
 pub async fn serve(url: &str, bind: SocketAddr) -> anyhow::Result<()> {
     let runtime = crate::projections::runtime(url).await?;
-    runtime.prepare().await.context("could not prepare the read models")?;
-    runtime.start();
+    runtime.start().await.context("could not start the projectors")?;
     let purge = ordo_core::spawn_idempotency_purge(std::sync::Arc::clone(runtime.store()), Duration::from_secs(60));
     tracing::info!(backend = %runtime.store().backend(), %bind, "ordo is running (the HTTP API is not mounted yet)");
     shutdown_signal().await?;

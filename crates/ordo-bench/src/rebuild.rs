@@ -164,8 +164,7 @@ fn latest_per_stream(rows: Vec<(i64, String, i64, String)>) -> (Vec<String>, Vec
 async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
     let runtime =
         ProjectionRuntime::new(Arc::clone(store), db.clone(), ordo_orders::projectors(), RunnerConfig::default());
-    runtime.prepare().await?;
-    runtime.start();
+    runtime.start().await?;
     let head = store.head_position().await?;
     runtime.wait_for_position(ORDER_SUMMARIES, head, Duration::from_secs(600)).await?;
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default()));

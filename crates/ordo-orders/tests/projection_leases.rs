@@ -77,9 +77,9 @@ async fn scenario(db: TestDatabase) {
     let (ta, tb) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
     let a = ProjectionRuntime::new(Arc::clone(&store), read_a.clone(), vec![ta.clone()], config.clone());
     let b = ProjectionRuntime::new(store_b, read_b, vec![tb.clone()], config);
-    a.start();
+    a.start().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    b.start();
+    b.start().await.unwrap();
     let last = append(&*store, 30).await;
     assert!(a.wait_for_position("tally", last, Duration::from_secs(20)).await.unwrap());
     let (applied_a, applied_b) = (ta.0.load(Ordering::SeqCst), tb.0.load(Ordering::SeqCst));

@@ -18,8 +18,7 @@ async fn incremental_equals_rebuild(db: TestDatabase, steps: Vec<(u8, Step)>) {
     let config = RunnerConfig { batch_size: 3, poll_interval: Duration::from_millis(20), ..RunnerConfig::default() };
     let rt = ProjectionRuntime::new(Arc::clone(&store), read, ordo_orders::projectors(), config);
     let handler = CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default());
-    rt.prepare().await.unwrap();
-    rt.start();
+    rt.start().await.unwrap();
     let mut last = 0;
     for (order, step) in &steps {
         let id = format!("p{order}");

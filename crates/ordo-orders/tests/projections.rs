@@ -132,7 +132,7 @@ mod bodies {
         counter.fail_after_write.store(2, Ordering::SeqCst);
         let rt = runtime(&db, vec![counter.clone()]).await;
         let last = append_counted(&**rt.store(), 3, 10).await;
-        rt.start();
+        rt.start().await.unwrap();
         caught_up(&rt, "test_counts", last).await;
         rt.shutdown().await;
         assert_eq!(counter.fail_after_write.load(Ordering::SeqCst), 0, "the failures happened");
@@ -145,8 +145,8 @@ mod bodies {
         let b = Arc::new(Counter::default());
         let rt_a = runtime(&db, vec![a]).await;
         let rt_b = runtime(&db, vec![b]).await;
-        rt_a.start();
-        rt_b.start();
+        rt_a.start().await.unwrap();
+        rt_b.start().await.unwrap();
         let last = append_counted(&**rt_a.store(), 4, 25).await;
         caught_up(&rt_a, "test_counts", last).await;
         caught_up(&rt_b, "test_counts", last).await;
@@ -172,7 +172,7 @@ mod bodies {
             .unwrap();
         let last = append_counted(&*store, 1, 5).await;
         ordo_store::testing::conformance::settle(&*store, last).await;
-        rt.start();
+        rt.start().await.unwrap();
         let mut status = None;
         for _ in 0..200 {
             let s = rt.statuses().await.unwrap().remove(0);
@@ -192,7 +192,7 @@ mod bodies {
         assert_eq!(counts(rt.db()).await, vec![("count-0".to_owned(), 5)], "everything before it was applied");
         // Fixed, and resumed by an admin: it goes on from the poison event.
         counter.poison.store(false, Ordering::SeqCst);
-        rt.resume("test_counts").unwrap();
+        rt.resume("test_counts").await.unwrap();
         caught_up(&rt, "test_counts", last).await;
         rt.shutdown().await;
         assert_eq!(counts(rt.db()).await, vec![("count-0".to_owned(), 11)]);
@@ -218,7 +218,7 @@ mod bodies {
 
     pub async fn the_order_read_model_follows_commands(db: TestDatabase) {
         let (rt, h) = orders_runtime(&db).await;
-        rt.start();
+        rt.start().await.unwrap();
         h.handle(CommandRequest::new("r1", create("alice"))).await.unwrap();
         h.handle(CommandRequest::new("r1", add("A", 2, 150))).await.unwrap();
         h.handle(CommandRequest::new("r1", add("B", 1, 1000))).await.unwrap();
@@ -247,7 +247,7 @@ mod bodies {
         // No runner yet: the wait runs out and says what it has (nothing).
         let early = read_model::wait_for_order(&rt, "w1", created.version, Duration::from_millis(200)).await.unwrap();
         assert_eq!(early, Err(None));
-        rt.start();
+        rt.start().await.unwrap();
         let seen =
             read_model::wait_for_order(&rt, "w1", created.version, Duration::from_secs(20)).await.unwrap().unwrap();
         assert_eq!(seen.version, 1);
@@ -261,7 +261,7 @@ mod bodies {
 
     pub async fn listing_pages_are_stable(db: TestDatabase) {
         let (rt, h) = orders_runtime(&db).await;
-        rt.start();
+        rt.start().await.unwrap();
         let mut last = 0;
         for i in 0..23 {
             let customer = if i % 2 == 0 { "even" } else { "odd" };
@@ -319,7 +319,7 @@ mod bodies {
 
     pub async fn a_rebuild_under_load_ends_with_the_right_read_model(db: TestDatabase) {
         let (rt, h) = orders_runtime(&db).await;
-        rt.start();
+        rt.start().await.unwrap();
         let mut last = 0;
         for i in 0..40 {
             h.handle(CommandRequest::new(format!("b{i}"), create("c"))).await.unwrap();
@@ -376,7 +376,7 @@ mod bodies {
 
     pub async fn one_stream_can_be_rebuilt_alone(db: TestDatabase) {
         let (rt, h) = orders_runtime(&db).await;
-        rt.start();
+        rt.start().await.unwrap();
         h.handle(CommandRequest::new("s1", create("c"))).await.unwrap();
         h.handle(CommandRequest::new("s1", add("A", 2, 7))).await.unwrap();
         let last = h.handle(CommandRequest::new("s2", create("c"))).await.unwrap();
@@ -440,7 +440,7 @@ mod bodies {
         assert_eq!((before.position, before.lag, before.status), (0, 5, ProjectorState::Stopped));
         assert!(before.lag_seconds >= 0.0);
         assert_eq!(before.head, last);
-        rt.start();
+        rt.start().await.unwrap();
         assert!(rt.wait_for_position(ORDER_SUMMARIES, last, Duration::from_secs(20)).await.unwrap());
         let after = rt.statuses().await.unwrap().remove(0);
         assert_eq!((after.position, after.lag), (last, 0));

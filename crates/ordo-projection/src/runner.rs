@@ -140,23 +140,34 @@ impl ProjectionRuntime {
         Ok(())
     }
 
-    /// Starts a runner per projector (one that is already running is left alone).
-    pub fn start(&self) {
+    /// Creates what is missing (tables, checkpoints), then starts a runner per
+    /// projector (one that is already running is left alone). Read models can be
+    /// queried as soon as this returns.
+    pub async fn start(&self) -> Result<(), ProjectionError> {
+        self.prepare().await?;
         for name in self.names() {
-            let _ = self.resume(name);
+            self.resume(name).await?;
         }
+        Ok(())
     }
 
-    /// Starts the runner of `name` again, after it failed or was stopped.
-    pub fn resume(&self, name: &str) -> Result<(), ProjectionError> {
+    /// Starts the runner of `name` again, after it failed or was stopped; a runner
+    /// that is running is left alone.
+    pub async fn resume(&self, name: &str) -> Result<(), ProjectionError> {
         let registered = self.registered(name)?;
-        let mut task = lock(&registered.task);
-        if task.as_ref().is_some_and(|t| !t.is_finished()) {
-            return Ok(());
+        let previous = lock(&registered.task).take();
+        if let Some(task) = previous {
+            let failed = lock(&registered.live).state == ProjectorState::Failed;
+            if !task.is_finished() && !failed {
+                *lock(&registered.task) = Some(task);
+                return Ok(());
+            }
+            // A failed runner may still be on its way out: let it finish first.
+            let _ = task.await;
         }
         let runtime = self.clone();
         let name = registered.projector.name();
-        *task = Some(tokio::spawn(async move { runtime.run(name).await }));
+        *lock(&registered.task) = Some(tokio::spawn(async move { runtime.run(name).await }));
         Ok(())
     }
 
