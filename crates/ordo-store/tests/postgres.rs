@@ -91,3 +91,16 @@ async fn stored_events_cannot_be_changed_or_deleted() {
     })
     .await;
 }
+
+/// Another node's append wakes this node's subscribers through LISTEN/NOTIFY.
+#[tokio::test]
+async fn other_nodes_appends_wake_subscribers() {
+    run(Backend::Postgres, "other_nodes_appends_wake_subscribers", |db| async move {
+        let (here, there) = (db.postgres().await, db.postgres().await);
+        let mut signal = here.subscribe();
+        assert!(!signal.wait(std::time::Duration::from_millis(100)).await, "quiet before any append");
+        there.append(one_event("order-elsewhere")).await.unwrap();
+        assert!(signal.wait(std::time::Duration::from_secs(5)).await, "woken by the other node's NOTIFY");
+    })
+    .await;
+}
