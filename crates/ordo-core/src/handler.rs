@@ -224,11 +224,16 @@ impl<A: Aggregate> CommandHandler<A> {
         let mut metadata = request.metadata.clone();
         metadata.command_id.get_or_insert_with(uuid::Uuid::now_v7);
         let mut attempts = 0;
+        let mut fresh = false;
         loop {
             attempts += 1;
-            let (version, state) = self.take_or_load(&stream).await?;
+            let (version, state, cached) = self.take_or_load(&stream, fresh).await?;
             if let Expectation::Pinned(expected) = request.expectation {
                 if !expected.accepts(version) {
+                    if self.is_stale(&stream, cached, version).await? {
+                        fresh = true;
+                        continue;
+                    }
                     self.cache.put(stream.as_str(), version, state);
                     let outcome = RecordedOutcome::WrongExpectedVersion { expected, actual: version };
                     return self.refuse(key, outcome).await;
@@ -237,11 +242,19 @@ impl<A: Aggregate> CommandHandler<A> {
             let events = match state.decide(&request.command) {
                 Ok(events) => events,
                 Err(rejection) => {
+                    if self.is_stale(&stream, cached, version).await? {
+                        fresh = true;
+                        continue;
+                    }
                     self.cache.put(stream.as_str(), version, state);
                     return self.refuse(key, RecordedOutcome::Rejected { rejection }).await;
                 }
             };
             if events.is_empty() {
+                if self.is_stale(&stream, cached, version).await? {
+                    fresh = true;
+                    continue;
+                }
                 self.cache.put(stream.as_str(), version, state);
                 let aggregate_id = request.aggregate_id.clone();
                 return Ok(Committed {
@@ -323,10 +336,29 @@ impl<A: Aggregate> CommandHandler<A> {
 
     /// The cached aggregate, taken out of the cache for the command (the caller holds
     /// its turn and puts it back), or a fresh load.
-    async fn take_or_load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
+    /// Whether `cached` state at `version` is behind the stream. An answer that
+    /// appends nothing (a refusal, an empty decision) is never checked by an expected
+    /// version, so it must not rest on state another node has moved past.
+    async fn is_stale(
+        &self,
+        stream: &StreamId,
+        cached: bool,
+        version: Version,
+    ) -> Result<bool, CommandError<A::Rejection>> {
+        Ok(cached && self.store.stream_version(stream).await? != version)
+    }
+
+    /// The cached aggregate (taken out of the cache for the command: the caller holds
+    /// its turn and puts it back) unless `fresh` is asked for, or a fresh load; the
+    /// flag says whether it came from the cache.
+    async fn take_or_load(
+        &self,
+        stream: &StreamId,
+        fresh: bool,
+    ) -> Result<(Version, A, bool), CommandError<A::Rejection>> {
         match self.cache.take(stream.as_str()) {
-            Some(hit) => Ok(hit),
-            None => self.load(stream).await,
+            Some((version, state)) if !fresh => Ok((version, state, true)),
+            _ => self.load(stream).await.map(|(version, state)| (version, state, false)),
         }
     }
 

@@ -16,6 +16,7 @@ ordo_store::backend_tests!(crate::bodies;
     a_snapshot_of_an_older_state_schema_is_ignored,
     an_old_event_schema_loads_through_the_upcaster,
     an_abandoned_transaction_leaves_nothing_behind,
+    a_refusal_never_rests_on_another_nodes_stale_state,
 );
 
 mod bodies {
@@ -380,5 +381,38 @@ mod bodies {
             h.handle(CommandRequest::new("o12", add("A", 1)).with_idempotency(key("k12", "f"))).await.unwrap();
         assert!(!retried.replayed);
         assert_eq!(retried.version, 2);
+    }
+
+    /// Node A has the order cached as a draft; node B places it. A command on A that
+    /// a draft would refuse (and that would be recorded under its key) must be
+    /// decided on the real state instead.
+    pub async fn a_refusal_never_rests_on_another_nodes_stale_state(db: TestDatabase) {
+        let store = db.store().await;
+        let (a, b) = (
+            handler(Arc::clone(&store), HandlerConfig::default()),
+            handler(Arc::clone(&store), HandlerConfig::default()),
+        );
+        a.handle(CommandRequest::new("o13", create())).await.unwrap();
+        a.handle(CommandRequest::new("o13", add("A", 2))).await.unwrap();
+        b.handle(CommandRequest::new("o13", OrderCommand::PlaceOrder)).await.unwrap();
+        let pay = OrderCommand::PayOrder { amount_cents: 200, payment_ref: None };
+        let paid = a.handle(CommandRequest::new("o13", pay).with_idempotency(key("k13", "f"))).await.unwrap();
+        assert_eq!(paid.version, 4);
+        // Pinned to the version B produced: A's cache (at 4 now) is fine, so move on
+        // with B again and pin on A to B's version.
+        b.handle(CommandRequest::new(
+            "o13",
+            OrderCommand::ShipOrder { tracking_number: ordo_orders::values::TrackingNumber::parse("T").unwrap() },
+        ))
+        .await
+        .unwrap();
+        let delivered = a
+            .handle(
+                CommandRequest::new("o13", OrderCommand::DeliverOrder)
+                    .expecting(Expectation::Pinned(ExpectedVersion::Exact(5))),
+            )
+            .await
+            .unwrap();
+        assert_eq!(delivered.version, 6);
     }
 }

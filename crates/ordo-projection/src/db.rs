@@ -174,9 +174,19 @@ where
     F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
 {
     let mut tx = conn.begin().await.map_err(StoreError::from)?;
-    let value = work(ReadModelTx { conn: Conn::Postgres(&mut tx) }).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(value)
+    match work(ReadModelTx { conn: Conn::Postgres(&mut tx) }).await {
+        Ok(value) => {
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(value)
+        }
+        Err(e) => {
+            // Now, not lazily: a runner's connection lives outside the pool, and an
+            // open failed transaction would hold its locks (and xid) through the
+            // retry backoff.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
 }
 
 enum Conn<'c> {

@@ -1,6 +1,8 @@
 //! The store's one error type. Variants are what a caller matches on: a version
 //! conflict is a domain outcome to retry or report, the rest are faults.
 
+use sqlx::error::DatabaseError;
+
 use crate::{ExpectedVersion, Version};
 
 /// Everything that can go wrong in the store.
@@ -80,7 +82,7 @@ impl From<sqlx::Error> for StoreError {
         }
         // SQLite result codes: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED, 8 = SQLITE_READONLY,
         // 14 = SQLITE_CANTOPEN; extended codes keep the primary code in the low byte.
-        if let sqlx::Error::Database(db) = &e {
+        if let Some(db) = sqlite_error(&e) {
             if let Some(code) = db.code().and_then(|c| c.parse::<i64>().ok()) {
                 match code & 0xff {
                     5 | 6 => return StoreError::Locked(db.message().to_owned()),
@@ -91,6 +93,15 @@ impl From<sqlx::Error> for StoreError {
             }
         }
         StoreError::Database(e)
+    }
+}
+
+/// The error if SQLite reported it (its codes mean nothing on PostgreSQL, whose
+/// SQLSTATEs would parse as numbers too).
+fn sqlite_error(e: &sqlx::Error) -> Option<&sqlx::sqlite::SqliteError> {
+    match e {
+        sqlx::Error::Database(db) => db.try_downcast_ref::<sqlx::sqlite::SqliteError>(),
+        _ => None,
     }
 }
 

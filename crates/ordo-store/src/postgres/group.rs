@@ -159,10 +159,20 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
     let outcomes = if group.len() == 1 {
         vec![append_alone(&sink.pool, &group[0].request).await]
     } else {
-        match append_together(&sink.pool, &group).await {
+        let conn = sink.pool.acquire().await;
+        match append_together(conn, &group).await {
             Ok(outcomes) => outcomes,
-            // The group lost a race as a whole: settle each append on its own.
-            Err(_) => join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await,
+            // The server refused the group (a race with another node): nothing was
+            // written, so each append is settled on its own.
+            Err(StoreError::Database(sqlx::Error::Database(_))) => {
+                join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await
+            }
+            // Anything else (a connection lost mid-statement) leaves the outcome
+            // unknown: retrying could write twice, so every caller hears so.
+            Err(e) => group
+                .iter()
+                .map(|_| Err(StoreError::CommitFailed(format!("outcome unknown, the append may have committed: {e}"))))
+                .collect(),
         }
     };
     if outcomes.iter().any(Result::is_ok) {
@@ -183,11 +193,18 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
 }
 
 async fn append_together(
-    pool: &PgPool,
+    conn: Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>,
     group: &[Pending],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let requests: Vec<&AppendRequest> = group.iter().map(|p| &p.request).collect();
-    let mut conn = pool.acquire().await?;
+    let Ok(mut conn) = conn else {
+        // Nothing was sent: every append gets the failure, none may have committed.
+        let e = conn.err().map(|e| e.to_string()).unwrap_or_default();
+        return Ok(group
+            .iter()
+            .map(|_| Err(StoreError::CommitFailed(format!("no connection, nothing written: {e}"))))
+            .collect());
+    };
     let verdicts = append_group(&mut conn, &requests).await?;
     Ok(requests
         .into_iter()
