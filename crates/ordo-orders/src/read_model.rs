@@ -198,7 +198,7 @@ impl Projector for OrderSummaryProjector {
         let rows: Vec<Row> = if ids.is_empty() {
             Vec::new()
         } else {
-            let sql = format!("SELECT {COLUMNS} FROM {table} WHERE order_id {}", tx.any_of("$1"));
+            let sql = format!("SELECT {COLUMNS} FROM {table} WHERE order_id {}{}", tx.any_of("$1"), tx.for_update());
             tx.fetch_all(&sql, &[SqlValue::TextList(ids)]).await?
         };
         let mut orders: HashMap<String, Folding> = HashMap::with_capacity(rows.len());

@@ -336,6 +336,7 @@ mod bodies {
                 let (mut i, mut last) = (0, 0);
                 while !stop.load(Ordering::SeqCst) {
                     h.handle(CommandRequest::new(format!("b{}", i % 40), add("B", 1, 1))).await.unwrap();
+                    h.handle(CommandRequest::new("b0", add("C", 1, 1))).await.unwrap();
                     last = h.handle(CommandRequest::new(format!("n{i}"), create("c"))).await.unwrap().position;
                     i += 1;
                 }
@@ -345,9 +346,13 @@ mod bodies {
         let reader = {
             let (db, stop) = (rt.db().clone(), Arc::clone(&stop));
             tokio::spawn(async move {
-                let mut smallest = usize::MAX;
+                let (mut smallest, mut seen_version) = (usize::MAX, 0);
                 while !stop.load(Ordering::SeqCst) {
                     smallest = smallest.min(order_count(&db).await);
+                    // A version the read model showed never goes away again.
+                    let version = read_model::get_order(&db, "b0").await.unwrap().map_or(0, |o| o.version);
+                    assert!(version >= seen_version, "b0 went back from version {seen_version} to {version}");
+                    seen_version = version;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 smallest

@@ -99,7 +99,7 @@ pub(crate) async fn set_status(
 }
 
 /// How long a rebuild may go without a heartbeat before another may take over.
-pub(crate) const REBUILD_STALE_MS: i64 = 30_000;
+pub(crate) const REBUILD_STALE_MS: i64 = 120_000;
 
 /// Claims the rebuild marker for `owner`. Returns the owner of a stale marker it took
 /// over (whose shadow tables are garbage now), or `AlreadyRebuilding`.

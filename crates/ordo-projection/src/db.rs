@@ -302,6 +302,16 @@ impl ReadModelTx<'_> {
         Ok(())
     }
 
+    /// ` FOR UPDATE` on PostgreSQL (rows a batch reads and then rewrites, so that a
+    /// concurrent repair of the same rows waits for the batch or the batch for it);
+    /// nothing on SQLite, whose single writer already runs them one after another.
+    pub fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Whether a table of this name exists.
     pub async fn table_exists(&mut self, table: &str) -> Result<bool, ProjectionError> {
         let sql = match self.backend() {

@@ -102,20 +102,34 @@ impl ProjectionRuntime {
             }
         }
         // Indexes now, on the full tables: cheaper than maintaining them per row.
+        // A fresh heartbeat first, so that a long index build is not taken for death.
+        heartbeat(db, projector, owner, position, total.max(done)).await?;
         let indexes: Vec<String> = defs.iter().flat_map(|d| d.index_sql(shadow.get(d.name))).collect();
         run_ddl(db, indexes).await?;
-        // Whatever arrived meanwhile, then the swap.
+        // Whatever arrived meanwhile, while batches come full; the rest goes with the
+        // swap itself.
         loop {
             let events = self.inner.store.read_all(position, batch, &filter).await?;
             let Some(last) = events.last() else { break };
             position = last.position;
+            let full = events.len() == batch;
             done += events.len() as u64;
-            let (projector, shadow) = (Arc::clone(projector), shadow.clone());
-            db.transaction(move |mut tx| Box::pin(async move { projector.apply(&mut tx, &shadow, &events).await }))
-                .await?;
-            progress(RebuildProgress { done, total: total.max(done) });
+            let total = total.max(done);
+            let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
+            db.transaction(move |mut tx| {
+                Box::pin(async move {
+                    projector.apply(&mut tx, &shadow, &events).await?;
+                    checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await
+                })
+            })
+            .await?;
+            progress(RebuildProgress { done, total });
+            if !full {
+                break;
+            }
         }
-        swap(db, projector, &defs, &shadow, owner, position).await?;
+        let swapped = Swap { projector: Arc::clone(projector), shadow, owner: owner.to_owned(), position, batch };
+        done += swap(db, Arc::clone(&self.inner.store), swapped).await?;
         Ok(done)
     }
 
@@ -133,14 +147,15 @@ impl ProjectionRuntime {
                 Box::pin(async move {
                     let name = projector.name();
                     let tables = Tables::live(&projector.tables());
-                    let checkpoint = checkpoint::load_in(&mut tx, name).await?;
-                    let up_to = checkpoint.map_or(0, |c| u64::try_from(c.position).unwrap_or(0));
+                    // Rows, then the checkpoint: the runner's lock order.
                     if !projector.forget_stream(&mut tx, &tables, &stream).await? {
                         return Err(ProjectionError::Unsupported {
                             projector: name.to_owned(),
                             reason: "its read model is not keyed by stream".into(),
                         });
                     }
+                    let checkpoint = checkpoint::load_in(&mut tx, name).await?;
+                    let up_to = checkpoint.map_or(0, |c| u64::try_from(c.position).unwrap_or(0));
                     let events = stream_events(&*store, &stream, &projector.filter(), up_to).await?;
                     if !events.is_empty() {
                         projector.apply(&mut tx, &tables, &events).await?;
@@ -207,34 +222,73 @@ async fn drop_tables(db: &ReadDb, defs: &[TableDef], tables: &Tables) -> Result<
     run_ddl(db, statements).await
 }
 
-/// Replaces the live tables by the shadow ones and moves the checkpoint, atomically.
-async fn swap(
-    db: &ReadDb,
-    projector: &Arc<dyn Projector>,
-    defs: &[TableDef],
-    shadow: &Tables,
-    owner: &str,
+/// What a swap needs.
+struct Swap {
+    projector: Arc<dyn Projector>,
+    shadow: Tables,
+    owner: String,
     position: Position,
-) -> Result<(), ProjectionError> {
-    let mut statements = Vec::new();
-    if db.backend() == Backend::Postgres {
-        // Live tables first (the runner's lock order: tables, then checkpoint), so
-        // that an in-flight runner batch finishes before the swap, not in a deadlock.
+    batch: usize,
+}
+
+/// Replaces the live tables by the shadow ones and moves the checkpoint, atomically.
+/// Inside the same transaction, with the live tables locked (PostgreSQL) or the
+/// single writer held (SQLite), it first applies to the shadow tables every event the
+/// live runner may already have applied, so the read model never moves backwards.
+/// Returns how many events it applied.
+async fn swap(db: &ReadDb, store: Arc<dyn ordo_store::EventStore>, swap: Swap) -> Result<u64, ProjectionError> {
+    let defs = swap.projector.tables();
+    let lock = (db.backend() == Backend::Postgres).then(|| {
+        // Live tables first (the runner's lock order: tables, then checkpoint): an
+        // in-flight runner batch finishes before the swap, not in a deadlock.
         let live: Vec<&str> = defs.iter().map(|d| d.name).collect();
-        statements.push(format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", ")));
+        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "))
+    });
+    let mut renames = Vec::new();
+    for d in &defs {
+        renames.push(format!("DROP TABLE IF EXISTS {}", d.name));
+        renames.push(format!("ALTER TABLE {} RENAME TO {}", swap.shadow.get(d.name), d.name));
     }
-    for d in defs {
-        statements.push(format!("DROP TABLE IF EXISTS {}", d.name));
-        statements.push(format!("ALTER TABLE {} RENAME TO {}", shadow.get(d.name), d.name));
-    }
-    let (name, owner) = (projector.name(), owner.to_owned());
     db.transaction(move |mut tx| {
         Box::pin(async move {
-            for statement in &statements {
+            if let Some(lock) = &lock {
+                tx.execute(lock, &[]).await?;
+            }
+            // The live runner is held off now; everything it can have applied is
+            // readable, so the tail up to a partial batch covers it.
+            let (mut position, mut applied) = (swap.position, 0u64);
+            let filter = swap.projector.filter();
+            loop {
+                let events = store.read_all(position, swap.batch, &filter).await?;
+                let Some(last) = events.last() else { break };
+                position = last.position;
+                applied += events.len() as u64;
+                swap.projector.apply(&mut tx, &swap.shadow, &events).await?;
+                if events.len() < swap.batch {
+                    break;
+                }
+            }
+            for statement in &renames {
                 tx.execute(statement, &[]).await?;
             }
-            checkpoint::finish_rebuild(&mut tx, name, &owner, position).await
+            checkpoint::finish_rebuild(&mut tx, swap.projector.name(), &swap.owner, position).await?;
+            Ok(applied)
         })
+    })
+    .await
+}
+
+/// Refreshes a rebuild's heartbeat outside of a batch.
+async fn heartbeat(
+    db: &ReadDb,
+    projector: &Arc<dyn Projector>,
+    owner: &str,
+    position: Position,
+    total: u64,
+) -> Result<(), ProjectionError> {
+    let (name, owner) = (projector.name(), owner.to_owned());
+    db.transaction(move |mut tx| {
+        Box::pin(async move { checkpoint::rebuild_progress(&mut tx, name, &owner, position, total).await })
     })
     .await
 }

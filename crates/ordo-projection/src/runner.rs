@@ -263,11 +263,25 @@ impl ProjectionRuntime {
         pool: &sqlx::PgPool,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<PgConnection> {
+        // One connection for all attempts: a standby node keeps it rather than
+        // opening a new session every `lease_retry`.
+        let mut conn: Option<PgConnection> = None;
         loop {
-            match try_lease(pool, name).await {
-                Ok(Some(conn)) => return Some(conn),
-                Ok(None) => self.set_live(name, ProjectorState::Stopped, None),
-                Err(e) => tracing::warn!(projector = name, error = %e, "could not try for the projector's lease"),
+            if conn.is_none() {
+                match pool.acquire().await {
+                    Ok(c) => conn = Some(c.detach()),
+                    Err(e) => tracing::warn!(projector = name, error = %e, "no connection to try for the lease"),
+                }
+            }
+            if let Some(c) = conn.as_mut() {
+                match try_lease(c, name).await {
+                    Ok(true) => return conn,
+                    Ok(false) => self.set_live(name, ProjectorState::Stopped, None),
+                    Err(e) => {
+                        tracing::warn!(projector = name, error = %e, "could not try for the projector's lease");
+                        conn = None;
+                    }
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.lease_retry) => {}
@@ -496,16 +510,15 @@ fn lease_key(name: &str) -> i64 {
     hash as i64
 }
 
-/// Takes a dedicated connection and tries the projector's session-level advisory
-/// lock on it; `None` if another session holds it.
-async fn try_lease(pool: &sqlx::PgPool, name: &str) -> Result<Option<PgConnection>, ProjectionError> {
-    let mut conn = pool.acquire().await.map_err(StoreError::from)?.detach();
+/// Tries the projector's session-level advisory lock on `conn`; `false` if another
+/// session holds it.
+async fn try_lease(conn: &mut PgConnection, name: &str) -> Result<bool, ProjectionError> {
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lease_key(name))
-        .fetch_one(&mut conn)
+        .fetch_one(conn)
         .await
         .map_err(StoreError::from)?;
-    Ok(locked.then_some(conn))
+    Ok(locked)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
