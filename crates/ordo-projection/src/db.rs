@@ -124,8 +124,10 @@ impl ReadDb {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            ReadDb::Sqlite(store) => bind_sqlite(sqlx::query_as(sql), params).fetch_all(store.read_pool()).await,
-            ReadDb::Postgres(pool) => bind_postgres(sqlx::query_as(sql), params).fetch_all(pool).await,
+            ReadDb::Sqlite(store) => {
+                bind_all!(sqlx::query_as(sql), params, json_list).fetch_all(store.read_pool()).await
+            }
+            ReadDb::Postgres(pool) => bind_all!(sqlx::query_as(sql), params, pg_list).fetch_all(pool).await,
         }
         .map_err(StoreError::from)?)
     }
@@ -216,10 +218,10 @@ impl ReadModelTx<'_> {
     pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, ProjectionError> {
         let done = match &mut self.conn {
             Conn::Sqlite(c) => {
-                bind_sqlite_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected())
+                bind_all!(sqlx::query(sql), params, json_list).execute(&mut **c).await.map(|r| r.rows_affected())
             }
             Conn::Postgres(c) => {
-                bind_postgres_query(sqlx::query(sql), params).execute(&mut **c).await.map(|r| r.rows_affected())
+                bind_all!(sqlx::query(sql), params, pg_list).execute(&mut **c).await.map(|r| r.rows_affected())
             }
         };
         Ok(done.map_err(StoreError::from)?)
@@ -231,8 +233,8 @@ impl ReadModelTx<'_> {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         let rows = match &mut self.conn {
-            Conn::Sqlite(c) => bind_sqlite(sqlx::query_as(sql), params).fetch_all(&mut **c).await,
-            Conn::Postgres(c) => bind_postgres(sqlx::query_as(sql), params).fetch_all(&mut **c).await,
+            Conn::Sqlite(c) => bind_all!(sqlx::query_as(sql), params, json_list).fetch_all(&mut **c).await,
+            Conn::Postgres(c) => bind_all!(sqlx::query_as(sql), params, pg_list).fetch_all(&mut **c).await,
         };
         Ok(rows.map_err(StoreError::from)?)
     }
@@ -337,56 +339,30 @@ fn any_of(backend: Backend, placeholder: &str) -> String {
     }
 }
 
-type SqliteQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Sqlite, T, sqlx::sqlite::SqliteArguments<'q>>;
-type PgQueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+/// Binds `params` to a query in order. A macro rather than a function: the four
+/// query types it serves (query / query_as, on either backend) share no trait that
+/// has `bind`. `$list` turns a list into what the backend binds.
+macro_rules! bind_all {
+    ($query:expr, $params:expr, $list:expr) => {{
+        let mut query = $query;
+        for p in $params {
+            query = match p {
+                SqlValue::Int(v) => query.bind(*v),
+                SqlValue::Text(v) => query.bind(v.as_deref()),
+                SqlValue::TextList(v) => query.bind($list(v)),
+            };
+        }
+        query
+    }};
+}
+use bind_all;
 
 /// SQLite takes a list as JSON text (read back with `json_each`).
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-fn bind_sqlite<'q, T>(mut query: SqliteQueryAs<'q, T>, params: &'q [SqlValue]) -> SqliteQueryAs<'q, T> {
-    for p in params {
-        query = match p {
-            SqlValue::Int(v) => query.bind(*v),
-            SqlValue::Text(v) => query.bind(v.as_deref()),
-            SqlValue::TextList(v) => query.bind(json_list(v)),
-        };
-    }
-    query
-}
-
-fn bind_postgres<'q, T>(mut query: PgQueryAs<'q, T>, params: &'q [SqlValue]) -> PgQueryAs<'q, T> {
-    for p in params {
-        query = match p {
-            SqlValue::Int(v) => query.bind(*v),
-            SqlValue::Text(v) => query.bind(v.as_deref()),
-            SqlValue::TextList(v) => query.bind(v.as_slice()),
-        };
-    }
-    query
-}
-
-fn bind_sqlite_query<'q>(mut query: SqliteQuery<'q>, params: &'q [SqlValue]) -> SqliteQuery<'q> {
-    for p in params {
-        query = match p {
-            SqlValue::Int(v) => query.bind(*v),
-            SqlValue::Text(v) => query.bind(v.as_deref()),
-            SqlValue::TextList(v) => query.bind(json_list(v)),
-        };
-    }
-    query
-}
-
-fn bind_postgres_query<'q>(mut query: PgQuery<'q>, params: &'q [SqlValue]) -> PgQuery<'q> {
-    for p in params {
-        query = match p {
-            SqlValue::Int(v) => query.bind(*v),
-            SqlValue::Text(v) => query.bind(v.as_deref()),
-            SqlValue::TextList(v) => query.bind(v.as_slice()),
-        };
-    }
-    query
+/// PostgreSQL takes a list as a `text[]`.
+fn pg_list(v: &[String]) -> &[String] {
+    v
 }
