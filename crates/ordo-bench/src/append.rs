@@ -14,12 +14,8 @@ use crate::raw::{self, RawPool};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The database to measure (`sqlite:///tmp/b.db`, or a fresh PostgreSQL database).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
-    /// Seconds per phase.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
+    #[command(flatten)]
+    target: phase::Target,
 }
 
 const WRITERS: [usize; 4] = [1, 8, 32, 64];
@@ -92,15 +88,15 @@ async fn hot(store: &Arc<dyn EventStore>, run_id: &str, writers: usize, duration
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let url = DatabaseUrl::parse(&args.database_url)?;
-    let duration = Duration::from_secs(args.seconds);
+    let url = DatabaseUrl::parse(&args.target.database_url)?;
+    let duration = Duration::from_secs(args.target.seconds);
     let connections = (WRITERS[3] + 8) as u32;
     let (store, raw_pool) = open(&url, connections).await?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut figures = Map::new();
     figures.insert("bench".into(), json!("append"));
     figures.insert("backend".into(), json!(url.backend().to_string()));
-    figures.insert("seconds_per_phase".into(), json!(args.seconds));
+    figures.insert("seconds_per_phase".into(), json!(args.target.seconds));
 
     println!("{:<34} {:>12} {:>12}", "phase", "per second", "conflicts/s");
     let mut distinct_conflicts = 0;

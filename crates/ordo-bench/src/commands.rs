@@ -16,12 +16,8 @@ use crate::raw;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The database to measure (`sqlite:///tmp/b.db`, or a fresh PostgreSQL database).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
-    /// Seconds per throughput phase.
-    #[arg(long, default_value_t = 5)]
-    seconds: u64,
+    #[command(flatten)]
+    target: phase::Target,
     /// Commands timed per latency phase.
     #[arg(long, default_value_t = 300)]
     samples: usize,
@@ -149,14 +145,14 @@ async fn latencies(
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let url = DatabaseUrl::parse(&args.database_url)?;
-    let duration = Duration::from_secs(args.seconds);
+    let url = DatabaseUrl::parse(&args.target.database_url)?;
+    let duration = Duration::from_secs(args.target.seconds);
     let (store, raw_pool) = open(&url, 48).await?;
     let run_id = format!("cmd{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let mut figures = Map::new();
     figures.insert("bench".into(), json!("commands"));
     figures.insert("backend".into(), json!(url.backend().to_string()));
-    figures.insert("seconds_per_phase".into(), json!(args.seconds));
+    figures.insert("seconds_per_phase".into(), json!(args.target.seconds));
 
     println!("{:<44} {:>12} {:>12}", "phase", "per second", "conflicts/s");
     let raw = raw::measure(&raw_pool, 32, duration).await?;

@@ -5,6 +5,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// What every throughput benchmark is pointed at and for how long.
+#[derive(clap::Args)]
+pub struct Target {
+    /// The database to measure (`sqlite:///tmp/b.db`, or a fresh PostgreSQL database).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    /// Seconds per phase.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
 /// What one operation came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
