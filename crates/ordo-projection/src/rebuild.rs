@@ -58,16 +58,41 @@ impl ProjectionRuntime {
         let shadow = Tables::shadow(&defs, owner);
         let create: Vec<String> = defs.iter().map(|d| d.create_sql(shadow.get(d.name))).collect();
         run_ddl(db, create).await?;
-        let filter = projector.filter();
-        let total = self.inner.store.count_after(0, &filter).await?;
-        let mut done = 0;
-        let mut position = 0;
+        let total = self.inner.store.count_after(0, &projector.filter()).await?;
+        let replay = Replay { projector, shadow: &shadow, owner, total, progress };
+        let (position, done) = self.replay_into_shadow(&replay, 0, 0).await?;
+        // Indexes now, on the full tables: cheaper than maintaining them per row.
+        // A fresh heartbeat first, so that a long index build is not taken for death.
+        heartbeat(db, projector, owner, position, total.max(done)).await?;
+        let indexes: Vec<String> = defs.iter().flat_map(|d| d.index_sql(shadow.get(d.name))).collect();
+        run_ddl(db, indexes).await?;
+        // Whatever arrived meanwhile; the rest goes with the swap itself.
+        let (position, mut done) = self.replay_into_shadow(&replay, position, done).await?;
         let batch = self.inner.config.rebuild_batch_size;
+        let swapped = Swap { projector: Arc::clone(projector), shadow, owner: owner.to_owned(), position, batch };
+        done += swap(db, Arc::clone(&self.inner.store), swapped).await?;
+        Ok(done)
+    }
+
+    /// Applies events after `position` to the shadow tables while batches come full
+    /// (reading the next batch while one is applied; side by side by stream where the
+    /// projector allows), recording progress with each batch. Returns the new
+    /// position and events done.
+    async fn replay_into_shadow(
+        &self,
+        replay: &Replay<'_, impl Fn(RebuildProgress) + Send + Sync>,
+        mut position: Position,
+        mut done: u64,
+    ) -> Result<(Position, u64), ProjectionError> {
+        let Replay { projector, shadow, owner, total, progress } = replay;
+        let (db, filter) = (&self.inner.db, projector.filter());
+        let batch = self.inner.config.rebuild_batch_size;
+        let lanes = if projector.partitioned_by_stream() { self.inner.config.rebuild_lanes.max(1) } else { 1 };
         let read = |after: Position| {
             let (store, filter) = (Arc::clone(&self.inner.store), filter.clone());
             tokio::spawn(async move { store.read_all(after, batch, &filter).await })
         };
-        let mut next = read(0);
+        let mut next = read(position);
         loop {
             let events = next.await.map_err(|e| ProjectionError::Unsupported {
                 projector: projector.name().to_owned(),
@@ -79,10 +104,9 @@ impl ProjectionRuntime {
             // Read the next batch while this one is applied.
             next = read(position);
             done += events.len() as u64;
-            let total = total.max(done);
-            let lanes = if projector.partitioned_by_stream() { self.inner.config.rebuild_lanes.max(1) } else { 1 };
+            let total = (*total).max(done);
             let applied = split_by_stream(events, lanes).into_iter().enumerate().map(|(lane, events)| {
-                let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
+                let (projector, shadow, owner) = (Arc::clone(projector), (*shadow).clone(), (*owner).to_owned());
                 db.transaction(move |mut tx| {
                     Box::pin(async move {
                         if !events.is_empty() {
@@ -101,36 +125,7 @@ impl ProjectionRuntime {
                 break;
             }
         }
-        // Indexes now, on the full tables: cheaper than maintaining them per row.
-        // A fresh heartbeat first, so that a long index build is not taken for death.
-        heartbeat(db, projector, owner, position, total.max(done)).await?;
-        let indexes: Vec<String> = defs.iter().flat_map(|d| d.index_sql(shadow.get(d.name))).collect();
-        run_ddl(db, indexes).await?;
-        // Whatever arrived meanwhile, while batches come full; the rest goes with the
-        // swap itself.
-        loop {
-            let events = self.inner.store.read_all(position, batch, &filter).await?;
-            let Some(last) = events.last() else { break };
-            position = last.position;
-            let full = events.len() == batch;
-            done += events.len() as u64;
-            let total = total.max(done);
-            let (projector, shadow, owner) = (Arc::clone(projector), shadow.clone(), owner.to_owned());
-            db.transaction(move |mut tx| {
-                Box::pin(async move {
-                    projector.apply(&mut tx, &shadow, &events).await?;
-                    checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await
-                })
-            })
-            .await?;
-            progress(RebuildProgress { done, total });
-            if !full {
-                break;
-            }
-        }
-        let swapped = Swap { projector: Arc::clone(projector), shadow, owner: owner.to_owned(), position, batch };
-        done += swap(db, Arc::clone(&self.inner.store), swapped).await?;
-        Ok(done)
+        Ok((position, done))
     }
 
     /// Rebuilds one stream's rows of a stream-keyed read model in place: deletes them
@@ -220,6 +215,16 @@ async fn run_ddl(db: &ReadDb, statements: Vec<String>) -> Result<(), ProjectionE
 async fn drop_tables(db: &ReadDb, defs: &[TableDef], tables: &Tables) -> Result<(), ProjectionError> {
     let statements = defs.iter().map(|d| format!("DROP TABLE IF EXISTS {}", tables.get(d.name))).collect();
     run_ddl(db, statements).await
+}
+
+/// What a rebuild's replay into shadow tables needs.
+struct Replay<'a, P> {
+    projector: &'a Arc<dyn Projector>,
+    shadow: &'a Tables,
+    owner: &'a str,
+    /// Events expected in all, for progress.
+    total: u64,
+    progress: &'a P,
 }
 
 /// What a swap needs.

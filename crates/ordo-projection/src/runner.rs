@@ -367,21 +367,17 @@ impl ProjectionRuntime {
         events: Vec<RecordedEvent>,
     ) -> Result<Position, Settle> {
         let events = Arc::new(events);
-        let first_error = match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
+        match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
             Ok(to) => return Ok(to),
             Err(e) => settle_or(e)?,
         };
-        if events.len() > 1 {
-            // One event at a time: those before the culprit commit, the culprit is
-            // retried alone and named if it keeps failing.
-            let mut position = from;
-            for event in events.iter() {
-                position = self.apply_one(projector, tables, lease, position, event.clone()).await?;
-            }
-            return Ok(position);
+        // One event at a time: those before the culprit commit, the culprit is
+        // retried alone with backoff and named if it keeps failing.
+        let mut position = from;
+        for event in events.iter() {
+            position = self.apply_one(projector, tables, lease, position, event.clone()).await?;
         }
-        let _ = first_error;
-        self.apply_one(projector, tables, lease, from, events[0].clone()).await
+        Ok(position)
     }
 
     async fn apply_one(

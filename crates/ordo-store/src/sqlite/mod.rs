@@ -206,11 +206,6 @@ pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> R
             actual: current,
         });
     }
-    if let Some(record) = &request.idempotency {
-        if idempotency_exists(conn, record).await? {
-            return Err(StoreError::IdempotencyKeyExists { scope: record.scope.clone(), key: record.key.clone() });
-        }
-    }
     let recorded_at = Utc::now();
     let category = request.stream_id.category();
     let mut positions = Vec::with_capacity(request.events.len());
