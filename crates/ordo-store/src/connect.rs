@@ -1,10 +1,11 @@
-//! Choosing a backend from a database URL.
+//! Choosing a backend from a database URL, and opening it: the event store and the
+//! read-model database on the same connections.
 
 use std::sync::Arc;
 
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
-use crate::{Backend, EventStore, StoreError};
+use crate::{Backend, EventStore, ReadDb, StoreError};
 
 /// Where the embedded default keeps its database.
 pub fn default_database_url() -> String {
@@ -50,11 +51,39 @@ impl DatabaseUrl {
     }
 }
 
-/// Connects to the store at `url`, applying migrations.
+/// Connects to the event store at `url`, applying its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(open(url).await?.store)
+}
+
+/// An open database: the event store, and the same database for read models. They
+/// share connections (on SQLite, one writer for events and read models alike, as
+/// SQLite wants), so a projector's writes can commit with its checkpoint.
+#[derive(Clone)]
+pub struct Database {
+    pub store: Arc<dyn EventStore>,
+    pub read_db: ReadDb,
+}
+
+/// Opens the database at `url`, applying the event store's migrations. Components
+/// with schemas of their own (the projection runtime) apply theirs after this.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ordo_store::StoreError> {
+/// let db = ordo_store::open("sqlite://data/ordo.db").await?;
+/// let head = db.store.head_position().await?;
+/// # Ok(()) }
+/// ```
+pub async fn open(url: &str) -> Result<Database, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
-        Backend::Postgres => Arc::new(PostgresStore::connect(url.as_str()).await?),
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(url.as_str()).await?;
+            Database { read_db: store.read_db(), store: Arc::new(store) }
+        }
+        Backend::Postgres => {
+            let store = PostgresStore::connect(url.as_str()).await?;
+            Database { read_db: store.read_db(), store: Arc::new(store) }
+        }
     })
 }

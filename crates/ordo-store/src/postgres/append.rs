@@ -7,7 +7,9 @@
 
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
+#[cfg(feature = "testing")]
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::rows::{from_db, to_db};
@@ -91,8 +93,8 @@ FROM current c LEFT JOIN accepted a ON true
 "#;
 
 /// Runs the one-append statement on `conn`.
-async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, sqlx::Error> {
-    let p = Params::new(&[request]).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {
+    let p = Params::new(&[request])?;
     let record = request.idempotency.as_ref();
     let (current, accepted, xid): (i64, bool, Option<i64>) = sqlx::query_as(APPEND_ONE_SQL)
         .bind(request.stream_id.as_str())
@@ -109,25 +111,28 @@ async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<
         .bind(record.map(|r| r.fingerprint.as_str()))
         .bind(record.map(|r| Json(&r.outcome)))
         .bind(record.map(|r| r.expires_at))
-        .bind(request.events.len() as i64)
+        .bind(to_db(request.events.len() as u64)?)
         .fetch_one(&mut *conn)
         .await?;
     verdict(request, current, accepted, xid, 1)
 }
 
 /// The verdict on `request` from the statement's answer; `first_seq` is the
-/// sequence of its first event within the statement.
+/// sequence of its first event within the statement. An answer that cannot be true
+/// (a negative version or transaction id) is corrupt data, not a verdict.
 fn verdict(
     request: &AppendRequest,
     current: i64,
     accepted: bool,
     xid: Option<i64>,
     first_seq: u64,
-) -> Result<Verdict, sqlx::Error> {
-    let current = u64::try_from(current).map_err(|_| sqlx::Error::Protocol("negative version".into()))?;
+) -> Result<Verdict, StoreError> {
+    let current = from_db(current)?;
     Ok(match (accepted, xid) {
         (true, Some(xid)) => {
-            let base = u64::try_from(xid).map_err(|_| sqlx::Error::Protocol("negative xid".into()))? << 16;
+            let base = from_db(xid)?
+                .checked_mul(1 << 16)
+                .ok_or_else(|| StoreError::Corrupt(format!("transaction id {xid} is beyond positions")))?;
             let n = request.events.len() as u64;
             Verdict::Appended(AppendResult {
                 stream_id: request.stream_id.clone(),
@@ -175,8 +180,8 @@ struct Params<'a> {
     r_last_seq: Vec<i64>,
 }
 
-fn out_of_range(what: &str) -> StoreError {
-    StoreError::InvalidAppend { reason: format!("{what} is out of range") }
+fn out_of_range(what: &'static str, value: usize) -> StoreError {
+    StoreError::OutOfRange { what, value: value as u64 }
 }
 
 impl<'a> Params<'a> {
@@ -184,7 +189,7 @@ impl<'a> Params<'a> {
         let mut p = Params::default();
         let mut seq = 0i32;
         for (idx, request) in requests.iter().enumerate() {
-            let idx = i32::try_from(idx).map_err(|_| out_of_range("group size"))?;
+            let idx = i32::try_from(idx).map_err(|_| out_of_range("group size", idx))?;
             let (kind, exact) = expectation(request.expected)?;
             p.idx.push(idx);
             p.streams.push(request.stream_id.as_str());
@@ -198,7 +203,8 @@ impl<'a> Params<'a> {
                 p.e_seq.push(seq);
                 p.e_ids.push(event.event_id);
                 p.e_types.push(&event.event_type);
-                p.e_schemas.push(i32::try_from(event.schema_version).map_err(|_| out_of_range("schema version"))?);
+                let schema = event.schema_version;
+                p.e_schemas.push(i32::try_from(schema).map_err(|_| out_of_range("schema version", schema as usize))?);
                 p.e_data.push(Json(&event.data));
                 p.e_meta.push(Json(&event.metadata));
             }
@@ -209,12 +215,13 @@ impl<'a> Params<'a> {
                 p.r_fingerprints.push(&record.fingerprint);
                 p.r_outcomes.push(Json(&record.outcome));
                 p.r_expiries.push(record.expires_at);
-                p.r_events.push(request.events.len() as i64);
+                p.r_events.push(to_db(request.events.len() as u64)?);
                 p.r_last_seq.push(i64::from(seq));
             }
         }
-        if seq as usize > crate::MAX_EVENTS_PER_APPEND {
-            return Err(out_of_range("the number of events in one transaction"));
+        let events = usize::try_from(seq).unwrap_or(usize::MAX);
+        if events > crate::MAX_EVENTS_PER_APPEND {
+            return Err(out_of_range("the number of events in one transaction", events));
         }
         Ok(p)
     }
@@ -231,8 +238,8 @@ pub(crate) enum Verdict {
 pub(crate) async fn append_group(
     conn: &mut PgConnection,
     requests: &[&AppendRequest],
-) -> Result<Vec<Verdict>, sqlx::Error> {
-    let p = Params::new(requests).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+) -> Result<Vec<Verdict>, StoreError> {
+    let p = Params::new(requests)?;
     let rows: Vec<(i32, i64, bool, Option<i64>)> = sqlx::query_as(APPEND_SQL)
         .bind(&p.idx)
         .bind(&p.streams)
@@ -265,13 +272,16 @@ pub(crate) async fn append_group(
         first_seq += request.events.len() as u64;
     }
     for (idx, current, accepted, xid) in rows {
-        let idx = usize::try_from(idx).map_err(|_| sqlx::Error::Protocol("bad append index".into()))?;
-        let (Some(request), Some(&seq)) = (requests.get(idx), first_seqs.get(idx)) else {
-            return Err(sqlx::Error::Protocol("append index out of range".into()));
+        let found = usize::try_from(idx).ok().and_then(|i| Some((i, requests.get(i)?, first_seqs.get(i)?)));
+        let Some((i, request, &seq)) = found else {
+            return Err(StoreError::Corrupt(format!("the append statement answered for append {idx} of {}", requests.len())));
         };
-        verdicts[idx] = Some(verdict(request, current, accepted, xid, seq)?);
+        verdicts[i] = Some(verdict(request, current, accepted, xid, seq)?);
     }
-    verdicts.into_iter().map(|v| v.ok_or_else(|| sqlx::Error::Protocol("an append got no verdict".into()))).collect()
+    verdicts
+        .into_iter()
+        .map(|v| v.ok_or_else(|| StoreError::Corrupt("the append statement left an append without a verdict".into())))
+        .collect()
 }
 
 fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
@@ -295,7 +305,7 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
                     return Err(wrong_version(request, actual));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
-                RaceOutcome::Other => return Err(e.into()),
+                RaceOutcome::Other => return Err(e),
             },
         }
     }
@@ -308,7 +318,10 @@ enum RaceOutcome {
     Other,
 }
 
-fn classify(e: &sqlx::Error, request: &AppendRequest) -> RaceOutcome {
+fn classify(e: &StoreError, request: &AppendRequest) -> RaceOutcome {
+    let StoreError::Database(e) = e else {
+        return RaceOutcome::Other;
+    };
     if crate::error::is_unique_violation(e, STREAM_VERSION_KEY) {
         return match request.expected {
             ExpectedVersion::Any | ExpectedVersion::StreamExists => RaceOutcome::Retry,
@@ -339,11 +352,13 @@ where
 
 /// An append whose transaction is still open: its events have their positions but are
 /// invisible until [`OpenAppend::commit`]. For tests that force commits out of order.
+#[cfg(feature = "testing")]
 pub struct OpenAppend {
     tx: Transaction<'static, Postgres>,
     result: AppendResult,
 }
 
+#[cfg(feature = "testing")]
 impl OpenAppend {
     /// Begins a transaction and runs the append in it, without committing.
     pub async fn begin(pool: &PgPool, request: AppendRequest) -> Result<Self, StoreError> {

@@ -162,9 +162,10 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
         let conn = sink.pool.acquire().await;
         match append_together(conn, &group).await {
             Ok(outcomes) => outcomes,
-            // The server refused the group (a race with another node): nothing was
-            // written, so each append is settled on its own.
-            Err(StoreError::Database(sqlx::Error::Database(_))) => {
+            // The server refused the group (a race with another node), or a request
+            // could not be sent: nothing was written, so each append is settled on
+            // its own.
+            Err(e) if nothing_written(&e) => {
                 join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await
             }
             // Anything else (a connection lost mid-statement) leaves the outcome
@@ -190,6 +191,13 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
         let _ = pending.reply.send(outcome);
     }
     known
+}
+
+/// Whether a failed group statement certainly wrote nothing: the database refused it
+/// (its transaction rolled back), or it was never sent. A lost connection leaves the
+/// outcome unknown.
+fn nothing_written(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(_))) || e.is_invalid_input()
 }
 
 async fn append_together(

@@ -2,6 +2,7 @@
 //! connection (see [`writer`]); reads use a pool of their own, which WAL lets run
 //! beside the writer. Rowid order is commit order, because SQLite has one writer.
 
+pub(crate) mod read_model;
 mod writer;
 
 use async_trait::async_trait;
@@ -18,13 +19,14 @@ use crate::rows::{
     self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
 };
 use crate::signal::SignalSender;
+use crate::store::PING;
 use crate::{
     AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 use writer::Writer;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/store/sqlite");
 
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,14 +65,20 @@ impl SqliteStore {
         Ok(Self { reads, writer, signal })
     }
 
+    /// The same database for read models: its queries use the read pool, its
+    /// transactions the single writer, as SQLite wants.
+    pub(crate) fn read_db(&self) -> crate::ReadDb {
+        crate::ReadDb::sqlite(self.clone())
+    }
+
     /// The read pool, for read models that live in the same file.
-    pub fn read_pool(&self) -> &SqlitePool {
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
         &self.reads
     }
 
     /// Runs `write` in the writer's transaction (grouped with other writes, committed
     /// before this returns). Read models use this to commit beside their checkpoint.
-    pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
@@ -104,6 +112,13 @@ fn open_error(e: sqlx::Error) -> StoreError {
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let recorded: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(&mut *conn)
+            .await?;
+    if recorded.is_some() {
+        sqlx::query(crate::store::FORGET_MOVED_MIGRATION).execute(&mut *conn).await?;
+    }
     MIGRATOR.run(conn).await.map_err(StoreError::from)
 }
 
@@ -196,7 +211,7 @@ fn insert_sql(rows: usize) -> String {
 /// version under `BEGIN IMMEDIATE`, which holds SQLite's only write lock until
 /// commit, so nothing can slip in between the check and the insert; the
 /// `UNIQUE (stream_id, version)` constraint backs it.
-pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
+pub(crate) async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
     let stream = request.stream_id.as_str();
     let current = current_version(conn, stream).await?;
     if !request.expected.accepts(current) {
@@ -249,6 +264,11 @@ pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> R
 impl EventStore for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(PING).fetch_optional(&self.reads).await?;
+        Ok(())
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
