@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::append::open;
+use crate::append::{drop_raw, open};
 use crate::phase::{self, Outcome, Tally};
 use crate::raw;
 
@@ -155,9 +155,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("seconds_per_phase".into(), json!(args.target.seconds));
 
     println!("{:<44} {:>12} {:>12}", "phase", "per second", "conflicts/s");
-    let raw = raw::measure(&raw_pool, 32, duration).await?;
+    let raw = raw::measure(&raw_pool, &run_id, 32, duration).await?;
     row("raw insert, 32 writers", &raw);
     figures.insert("raw_per_s_32".into(), round(raw.successes_per_s()));
+    let batched = raw::measure_batched(&raw_pool, &run_id, 32, duration).await?;
+    row("raw batched ceiling rows, 32 writers", &batched);
+    figures.insert("raw_batched_per_s_32".into(), round(batched.successes_per_s()));
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default()));
     for tasks in [1, 8, 32] {
         let tally = distinct(&handler, &run_id, tasks, duration).await?;
@@ -170,6 +173,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let ratio = tally.successes_per_s() / raw.successes_per_s();
             println!("{:<44} {:>12.2}", "ratio to raw, 32 tasks", ratio);
             figures.insert("ratio_32".into(), json!((ratio * 1000.0).round() / 1000.0));
+            let ratio = tally.successes_per_s() / batched.successes_per_s();
+            println!("{:<44} {:>12.3}", "ratio to the batched ceiling, 32 tasks", ratio);
+            figures.insert("ratio_batched_32".into(), json!((ratio * 1000.0).round() / 1000.0));
         }
     }
     let before = handler.stats();
@@ -210,7 +216,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("short_stream_latency_ms_no_cache".into(), json!(ms(short)));
     figures.insert("long_stream_latency_ms_no_cache".into(), json!(ms(long)));
     figures.insert("long_short_latency_ratio_no_cache".into(), json!((ratio * 100.0).round() / 100.0));
-    raw_pool.drop_table().await?;
+    drop_raw(raw_pool).await?;
     println!("{}", Value::Object(figures));
     Ok(())
 }

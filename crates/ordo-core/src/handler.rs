@@ -6,8 +6,8 @@
 use chrono::Utc;
 use metrics::{counter, histogram};
 use ordo_store::{
-    AppendRequest, AppendedRange, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord,
-    Snapshot, StoreError, StreamId, Version, READ_PAGE,
+    AppendRequest, AppendedRange, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot, StoreError,
+    StreamId, Version, READ_PAGE,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -112,7 +112,9 @@ enum Attempt<A: Aggregate> {
     Done(Committed<A::Event>),
     Refused(Refusal<A::Rejection>),
     /// Another writer appended first; the stream is at `actual`.
-    Conflict { actual: Version },
+    Conflict {
+        actual: Version,
+    },
     /// A duplicate with the same key committed first.
     KeyTaken,
 }
@@ -124,21 +126,25 @@ enum Attempt<A: Aggregate> {
 /// compile:
 ///
 /// ```compile_fail
+/// # use std::sync::Arc;
 /// # use ordo_core::{Aggregate, CommandHandler, HandlerConfig, RejectionKind};
 /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Bad;
 /// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] enum Ev {}
 /// # impl ordo_core::DomainEvent for Ev {}
-/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, thiserror::Error)] #[error("no")] struct No;
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct No;
+/// # impl std::fmt::Display for No { fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { f.write_str("no") } }
+/// # impl std::error::Error for No {}
 /// impl Aggregate for Bad {
-///     const CATEGORY: &'static str = "sales-order";
+///     const CATEGORY: &'static str = "sales-order"; // the `-` is refused
 ///     # type Command = (); type Event = Ev; type Rejection = No;
 ///     # fn decide(&self, _: &()) -> Result<Vec<Ev>, No> { Ok(vec![]) }
 ///     # fn apply(&mut self, _: &Ev) {}
 ///     # fn rejection_kind(_: &No) -> RejectionKind { RejectionKind::Invalid }
 /// }
-/// # async fn demo(store: std::sync::Arc<dyn ordo_store::EventStore>) {
-/// let handler = CommandHandler::<Bad>::new(store, HandlerConfig::default());
-/// # }
+/// fn handler(store: Arc<dyn ordo_store::EventStore>) -> CommandHandler<Bad> {
+///     CommandHandler::new(store, HandlerConfig::default())
+/// }
+/// # let _ = handler as fn(_) -> _;
 /// ```
 pub struct CommandHandler<A: Aggregate> {
     store: Arc<dyn EventStore>,
@@ -150,10 +156,8 @@ pub struct CommandHandler<A: Aggregate> {
 
 impl<A: Aggregate> CommandHandler<A> {
     /// Checked when a handler for `A` is compiled.
-    const VALID_CATEGORY: () = assert!(
-        ordo_store::is_valid_category(A::CATEGORY),
-        "Aggregate::CATEGORY must be non-empty and contain no '-'"
-    );
+    const VALID_CATEGORY: () =
+        assert!(ordo_store::is_valid_category(A::CATEGORY), "Aggregate::CATEGORY must be non-empty and contain no '-'");
 
     pub fn new(store: Arc<dyn EventStore>, config: HandlerConfig) -> Self {
         #[allow(clippy::let_unit_value)] // evaluates the compile-time check
@@ -194,9 +198,10 @@ impl<A: Aggregate> CommandHandler<A> {
         let label = match &outcome {
             Ok(c) if c.replayed => "replayed",
             Ok(_) => "committed",
-            Err(CommandError::Rejected { replayed: true, .. } | CommandError::WrongExpectedVersion { replayed: true, .. }) => {
-                "replayed"
-            }
+            Err(
+                CommandError::Rejected { replayed: true, .. }
+                | CommandError::WrongExpectedVersion { replayed: true, .. },
+            ) => "replayed",
             Err(CommandError::Rejected { .. } | CommandError::WrongExpectedVersion { .. }) => "rejected",
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(_) => "error",
@@ -241,7 +246,8 @@ impl<A: Aggregate> CommandHandler<A> {
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_retries_total", "aggregate" => A::CATEGORY).increment(1);
-                    tokio::time::sleep(self.config.retry.delay(*attempts, &mut rand::thread_rng())).await;
+                    let delay = self.config.retry.delay(*attempts, &mut rand::thread_rng());
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -261,17 +267,21 @@ impl<A: Aggregate> CommandHandler<A> {
         let Loaded { version, mut state, .. } = loaded;
         let (attempt, kept) = match decision {
             Decision::Refuse(refusal) => (Attempt::Refused(refusal), Some(version)),
-            Decision::Nothing => (Attempt::Done(self.committed(request, stream, version, 0, Vec::new())), Some(version)),
-            Decision::Append(events) => match self.store.append(self.append(stream, version, &events, request, metadata)?).await {
-                Ok(result) => {
-                    events.iter().for_each(|e| state.apply(e));
-                    let done = self.committed(request, stream, result.last_version, result.last_position(), events);
-                    (Attempt::Done(done), Some(result.last_version))
+            Decision::Nothing => {
+                (Attempt::Done(self.committed(request, stream, version, 0, Vec::new())), Some(version))
+            }
+            Decision::Append(events) => {
+                match self.store.append(self.append(stream, version, &events, request, metadata)?).await {
+                    Ok(result) => {
+                        events.iter().for_each(|e| state.apply(e));
+                        let done = self.committed(request, stream, result.last_version, result.last_position(), events);
+                        (Attempt::Done(done), Some(result.last_version))
+                    }
+                    Err(StoreError::WrongExpectedVersion { actual, .. }) => (Attempt::Conflict { actual }, None),
+                    Err(StoreError::IdempotencyKeyExists { .. }) => (Attempt::KeyTaken, None),
+                    Err(e) => return Err(e.into()),
                 }
-                Err(StoreError::WrongExpectedVersion { actual, .. }) => (Attempt::Conflict { actual }, None),
-                Err(StoreError::IdempotencyKeyExists { .. }) => (Attempt::KeyTaken, None),
-                Err(e) => return Err(e.into()),
-            },
+            }
         };
         if let Some(now) = kept {
             self.remember(stream, version, now, state);

@@ -295,7 +295,10 @@ fn stored(summaries: &[OrderSummary], field: fn(&OrderSummary) -> u64) -> Result
         .iter()
         .map(|s| {
             i64::try_from(field(s)).map_err(|_| {
-                ProjectionError::Store(ordo_store::StoreError::OutOfRange { what: "version or position", value: field(s) })
+                ProjectionError::Store(ordo_store::StoreError::OutOfRange {
+                    what: "version or position",
+                    value: field(s),
+                })
             })
         })
         .collect()

@@ -60,7 +60,8 @@ impl Checkpoint {
 
     fn decode(name: &str, row: Row) -> Result<Self, ProjectionError> {
         let count = |what: &str, v: i64| {
-            u64::try_from(v).map_err(|_| ProjectionError::corrupt(name, format!("negative {what} {v} in its checkpoint")))
+            u64::try_from(v)
+                .map_err(|_| ProjectionError::corrupt(name, format!("negative {what} {v} in its checkpoint")))
         };
         let rebuild = match (row.rebuild_owner, row.rebuild_heartbeat) {
             (Some(owner), Some(heartbeat_ms)) => Some(RebuildMarker {
@@ -86,8 +87,7 @@ impl Checkpoint {
     }
 }
 
-const COLUMNS: &str =
-    "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total";
+const COLUMNS: &str = "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total";
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -95,8 +95,9 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A position as the column stores it.
 fn stored(position: Position) -> Result<SqlValue, ProjectionError> {
-    let value = i64::try_from(position)
-        .map_err(|_| ProjectionError::Store(ordo_store::StoreError::OutOfRange { what: "position", value: position }))?;
+    let value = i64::try_from(position).map_err(|_| {
+        ProjectionError::Store(ordo_store::StoreError::OutOfRange { what: "position", value: position })
+    })?;
     Ok(value.into())
 }
 

@@ -94,9 +94,10 @@ impl ProjectionRuntime {
         };
         let mut next = read(position);
         loop {
-            let events = next
-                .await
-                .map_err(|e| ProjectionError::TaskStopped { task: "the rebuild's event reader", reason: e.to_string() })??;
+            let events = next.await.map_err(|e| ProjectionError::TaskStopped {
+                task: "the rebuild's event reader",
+                reason: e.to_string(),
+            })??;
             let Some(last) = events.last() else { break };
             position = last.position;
             let full = events.len() == batch;

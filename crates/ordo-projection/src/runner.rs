@@ -206,7 +206,9 @@ impl ProjectionRuntime {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.registered(name)?.position.subscribe();
         loop {
-            if *local.borrow_and_update() >= position || checkpoint::load(&self.inner.db, name).await?.position >= position {
+            if *local.borrow_and_update() >= position
+                || checkpoint::load(&self.inner.db, name).await?.position >= position
+            {
                 return Ok(true);
             }
             let now = tokio::time::Instant::now();

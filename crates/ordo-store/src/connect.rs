@@ -75,6 +75,35 @@ pub struct Database {
 /// # Ok(()) }
 /// ```
 pub async fn open(url: &str) -> Result<Database, StoreError> {
+    open_with(url, OpenOptions::default()).await
+}
+
+/// How to open a database; the defaults suit a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The most connections to a database server (PostgreSQL; SQLite has one writer
+    /// and a small read pool of its own).
+    pub max_connections: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { max_connections: crate::postgres::PostgresOptions::default().max_connections }
+    }
+}
+
+impl OpenOptions {
+    /// The same options with at most `n` connections.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+}
+
+/// [`open`] with `options`.
+pub async fn open_with(url: &str, options: OpenOptions) -> Result<Database, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
         Backend::Sqlite => {
@@ -82,7 +111,9 @@ pub async fn open(url: &str) -> Result<Database, StoreError> {
             Database { read_db: store.read_db(), store: Arc::new(store) }
         }
         Backend::Postgres => {
-            let store = PostgresStore::connect(url.as_str()).await?;
+            let pg =
+                crate::postgres::PostgresOptions { max_connections: options.max_connections, ..Default::default() };
+            let store = PostgresStore::connect_with(url.as_str(), pg).await?;
             Database { read_db: store.read_db(), store: Arc::new(store) }
         }
     })

@@ -135,7 +135,10 @@ pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
 pub(crate) fn is_decode_failure(e: &sqlx::Error) -> bool {
     matches!(
         e,
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. }
+        sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::TypeNotFound { .. }
     )
 }
 

@@ -19,6 +19,8 @@
 //! backend it is on**: everything above it speaks through [`EventStore`] and
 //! [`ReadDb`]; `sqlite` and `postgres` hold what truly differs.
 
+#[cfg(feature = "baseline")]
+pub mod baseline;
 mod connect;
 mod error;
 mod event;
@@ -31,16 +33,17 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use connect::{connect, default_database_url, open, Database, DatabaseUrl};
+pub use connect::{connect, default_database_url, open, open_with, Database, DatabaseUrl, OpenOptions};
 pub use error::StoreError;
 pub use event::{
-    check_category, is_valid_category, AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, Version,
-    MAX_EVENTS_PER_APPEND, MAX_IDEMPOTENCY_KEY_CHARS, MAX_STREAM_ID_CHARS,
+    check_category, is_valid_category, AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, StreamId, Version, MAX_EVENTS_PER_APPEND, MAX_IDEMPOTENCY_KEY_CHARS, MAX_STREAM_ID_CHARS,
 };
 pub use read_model::{
     Column, Lease, LeaseCandidate, Migration, ReadDb, ReadModelError, ReadModelTx, ReadRow, SqlValue, TransactionWork,
 };
 pub use signal::EventSignal;
 pub use store::{
-    check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot, StoredIdempotency, READ_PAGE,
+    check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
+    StoredIdempotency, READ_PAGE,
 };

@@ -506,8 +506,12 @@ async fn snapshots_keep_the_newest(db: TestDatabase) {
     let store = db.store().await;
     let s = stream("snap-1");
     assert!(store.load_snapshot(&s).await.unwrap().is_none());
-    let snap =
-        |version: u64| ordo_store::Snapshot { stream_id: s.clone(), version, state_schema: 2, state: json!({"v": version}) };
+    let snap = |version: u64| ordo_store::Snapshot {
+        stream_id: s.clone(),
+        version,
+        state_schema: 2,
+        state: json!({"v": version}),
+    };
     store.save_snapshot(&snap(10)).await.unwrap();
     store.save_snapshot(&snap(5)).await.unwrap();
     assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(snap(10)), "an older snapshot never replaces a newer one");

@@ -93,4 +93,3 @@ async fn a_newer_schema_is_refused(db: TestDatabase) {
         Ok(_) => panic!("a newer schema was accepted"),
     }
 }
-

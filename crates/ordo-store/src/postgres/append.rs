@@ -274,7 +274,10 @@ pub(crate) async fn append_group(
     for (idx, current, accepted, xid) in rows {
         let found = usize::try_from(idx).ok().and_then(|i| Some((i, requests.get(i)?, first_seqs.get(i)?)));
         let Some((i, request, &seq)) = found else {
-            return Err(StoreError::Corrupt(format!("the append statement answered for append {idx} of {}", requests.len())));
+            return Err(StoreError::Corrupt(format!(
+                "the append statement answered for append {idx} of {}",
+                requests.len()
+            )));
         };
         verdicts[i] = Some(verdict(request, current, accepted, xid, seq)?);
     }

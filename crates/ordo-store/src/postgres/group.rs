@@ -165,9 +165,7 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
             // The server refused the group (a race with another node), or a request
             // could not be sent: nothing was written, so each append is settled on
             // its own.
-            Err(e) if nothing_written(&e) => {
-                join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await
-            }
+            Err(e) if nothing_written(&e) => join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await,
             // Anything else (a connection lost mid-statement) leaves the outcome
             // unknown: retrying could write twice, so every caller hears so.
             Err(e) => group

@@ -40,7 +40,8 @@ impl Candidate {
             None => self.pool.acquire().await?.detach(),
         };
         // On an error the connection is dropped: the next attempt takes a new one.
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(&mut conn).await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(self.key).fetch_one(&mut conn).await?;
         if locked {
             Ok(Some(conn))
         } else {

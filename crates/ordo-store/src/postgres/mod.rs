@@ -4,6 +4,8 @@
 //! `ARCHITECTURE.md`; new events are announced by a coalesced `NOTIFY`.
 
 mod append;
+#[cfg(feature = "baseline")]
+pub(crate) mod baseline;
 mod group;
 pub(crate) mod lease;
 mod notify;
@@ -102,7 +104,8 @@ impl PostgresStore {
 }
 
 async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
-    let recorded: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    let recorded: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
     if recorded {
         sqlx::query(crate::store::FORGET_MOVED_MIGRATION).execute(pool).await?;
     }
@@ -265,10 +268,12 @@ impl EventStore for PostgresStore {
         )
         .bind(snapshot.stream_id.as_str())
         .bind(to_db(snapshot.version)?)
-        .bind(i32::try_from(snapshot.state_schema).map_err(|_| StoreError::OutOfRange {
-            what: "state schema",
-            value: u64::from(snapshot.state_schema),
-        })?)
+        .bind(
+            i32::try_from(snapshot.state_schema).map_err(|_| StoreError::OutOfRange {
+                what: "state schema",
+                value: u64::from(snapshot.state_schema),
+            })?,
+        )
         .bind(Json(&snapshot.state))
         .execute(&self.pool)
         .await?;

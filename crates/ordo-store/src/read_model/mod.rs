@@ -57,6 +57,15 @@ impl ReadDb {
         Self { inner: Db::Postgres(pool) }
     }
 
+    /// The backend underneath, for the store's own per-backend code.
+    #[cfg_attr(not(feature = "baseline"), allow(dead_code))]
+    pub(crate) fn backend_pool(&self) -> BackendPool<'_> {
+        match &self.inner {
+            Db::Sqlite(store) => BackendPool::Sqlite(store),
+            Db::Postgres(pool) => BackendPool::Postgres(pool),
+        }
+    }
+
     /// Runs `work` in one transaction and commits it if `work` succeeds.
     pub async fn transaction<T, E>(&self, work: impl TransactionWork<T, E>) -> Result<T, E>
     where
@@ -66,7 +75,7 @@ impl ReadDb {
         match &self.inner {
             Db::Sqlite(store) => lite::transaction(store, work).await,
             Db::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(|e| E::from(e.into()))?;
+                let mut conn = pool.acquire().await.map_err(|e| E::from(ReadModelError::from(e)))?;
                 pg::transaction(&mut conn, work).await
             }
         }
@@ -97,6 +106,13 @@ impl ReadDb {
         };
         LeaseCandidate { inner }
     }
+}
+
+/// What a [`ReadDb`] runs on.
+#[cfg_attr(not(feature = "baseline"), allow(dead_code))]
+pub(crate) enum BackendPool<'a> {
+    Sqlite(&'a SqliteStore),
+    Postgres(&'a PgPool),
 }
 
 /// Which connection a transaction runs on.

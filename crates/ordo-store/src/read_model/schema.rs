@@ -29,12 +29,15 @@ impl ReadDb {
         let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
         for migration in migrations {
             let applied = self
-                .transaction(move |mut tx| {
-                    Box::pin(async move { apply(&mut tx, component, migration, known).await })
-                })
+                .transaction(move |mut tx| Box::pin(async move { apply(&mut tx, component, migration, known).await }))
                 .await?;
             if applied {
-                tracing::info!(component, version = migration.version, description = migration.description, "applied a migration");
+                tracing::info!(
+                    component,
+                    version = migration.version,
+                    description = migration.description,
+                    "applied a migration"
+                );
             }
         }
         Ok(())
@@ -50,9 +53,8 @@ async fn apply(
     known: i64,
 ) -> Result<bool, StoreError> {
     tx.serialize_on(&format!("ordo-schema:{component}")).await?;
-    let applied: Vec<Applied> = tx
-        .fetch_all("SELECT version FROM ordo_schema_versions WHERE component = $1", &[component.into()])
-        .await?;
+    let applied: Vec<Applied> =
+        tx.fetch_all("SELECT version FROM ordo_schema_versions WHERE component = $1", &[component.into()]).await?;
     if let Some(newest) = applied.iter().map(|a| a.version).max().filter(|v| *v > known) {
         return Err(StoreError::SchemaTooNew { component: component.to_owned(), version: newest });
     }

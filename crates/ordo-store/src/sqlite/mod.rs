@@ -2,6 +2,8 @@
 //! connection (see [`writer`]); reads use a pool of their own, which WAL lets run
 //! beside the writer. Rowid order is commit order, because SQLite has one writer.
 
+#[cfg(feature = "baseline")]
+pub(crate) mod baseline;
 pub(crate) mod read_model;
 mod writer;
 
@@ -34,6 +36,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SQLite event store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// How every connection to the file is opened (for baselines with the same durability).
+    #[cfg_attr(not(feature = "baseline"), allow(dead_code))]
+    options: Arc<SqliteConnectOptions>,
     reads: SqlitePool,
     writer: Writer,
     signal: Arc<SignalSender>,
@@ -57,12 +62,18 @@ impl SqliteStore {
         let reads = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         let signal = Arc::new(SignalSender::new());
         let writer = Writer::spawn(write_conn, Arc::clone(&signal));
-        Ok(Self { reads, writer, signal })
+        Ok(Self { options: Arc::new(options), reads, writer, signal })
+    }
+
+    /// How connections to the file are opened.
+    #[cfg(feature = "baseline")]
+    pub(crate) fn options(&self) -> &SqliteConnectOptions {
+        &self.options
     }
 
     /// The same database for read models: its queries use the read pool, its

@@ -34,6 +34,8 @@ where
 /// other tests), which is what keeps them from skipping events.
 pub async fn settle(store: &dyn EventStore, position: Position) {
     let what = format!("$all reaches position {position}");
-    eventually(Duration::from_secs(30), &what, || async { store.head_position().await.expect("head position") >= position })
-        .await;
+    eventually(Duration::from_secs(30), &what, || async {
+        store.head_position().await.expect("head position") >= position
+    })
+    .await;
 }
