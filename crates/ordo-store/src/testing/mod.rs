@@ -10,10 +10,43 @@ pub use database::{postgres_url, run, TestDatabase};
 /// Runs an `async fn name(db: TestDatabase)` on every backend (see `ordo-test-macros`).
 pub use ordo_test_macros::backend_test;
 
+/// The module `#[backend_test]` adds beside a body: one test per backend (or the one
+/// named). Every backend Ordo has is listed here, and only here.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __backend_tests {
+    ($name:ident, all) => {
+        /// The body above, once per backend.
+        mod $name {
+            $crate::__backend_tests!(@test $name, sqlite, Sqlite);
+            $crate::__backend_tests!(@test $name, postgres, Postgres);
+        }
+    };
+    ($name:ident, sqlite) => {
+        mod $name {
+            $crate::__backend_tests!(@test $name, sqlite, Sqlite);
+        }
+    };
+    ($name:ident, postgres) => {
+        mod $name {
+            $crate::__backend_tests!(@test $name, postgres, Postgres);
+        }
+    };
+    (@test $name:ident, $test:ident, $backend:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $test() {
+            $crate::testing::run($crate::Backend::$backend, stringify!($name), super::$name).await;
+        }
+    };
+}
+
 use std::future::Future;
 use std::time::Duration;
 
-use crate::{EventStore, Position};
+use crate::{Backend, EventStore, Position};
+
+/// Every backend, for tests that loop over them (a property test, say).
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
 
 /// Polls `condition` until it holds, failing the test with `what` if it does not
 /// within `timeout`.
