@@ -5,25 +5,41 @@
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub async fn serve(url: &str, bind: SocketAddr) -> anyhow::Result<()> {
+    // Listening for signals first: one that arrives while starting must stop the
+    // server gracefully, not kill it with the default action.
+    let mut shutdown = ShutdownSignal::listen()?;
     let runtime = crate::projections::runtime(url).await?;
     runtime.start().await.context("could not start the projectors")?;
     let purge = ordo_core::spawn_idempotency_purge(std::sync::Arc::clone(runtime.store()), Duration::from_secs(60));
     tracing::info!(backend = %runtime.store().backend(), %bind, "ordo is running (the HTTP API is not mounted yet)");
-    shutdown_signal().await?;
+    shutdown.received().await;
     tracing::info!("shutting down: projectors stop at their next batch boundary");
     purge.abort();
     runtime.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
-        _ = terminate.recv() => {}
+/// SIGINT and SIGTERM, listened for from the moment this is made.
+struct ShutdownSignal {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignal {
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
     }
-    Ok(())
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

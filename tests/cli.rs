@@ -103,3 +103,22 @@ fn serve_starts_on_a_fresh_sqlite_file_and_stops_on_sigterm() {
     assert!(status.success(), "{log}");
     assert!(log.contains("shutting down"), "{log}");
 }
+
+/// A database that would acknowledge commits before they are durable is refused at
+/// start, with the setting named.
+#[backend_test(postgres)]
+async fn serve_refuses_a_database_with_synchronous_commit_off(db: TestDatabase) {
+    let name = db.url().rsplit('/').next().unwrap().to_owned();
+    let store = db.postgres().await;
+    sqlx::query(&format!("ALTER DATABASE {name} SET synchronous_commit = off")).execute(store.pool()).await.unwrap();
+    drop(store);
+    let out = Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", db.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("synchronous_commit=off") && !stderr.contains("panicked"), "{stderr}");
+}

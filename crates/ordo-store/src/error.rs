@@ -57,6 +57,10 @@ pub enum StoreError {
     #[error("database is locked by another writer: {0}")]
     Locked(String),
 
+    /// The database is set up so that an acknowledged write could be lost.
+    #[error("refusing to write: the database runs with {setting}: {reason}")]
+    UnsafeDurability { setting: String, reason: String },
+
     /// The database was migrated by a newer Ordo than this binary.
     #[error("the database schema is newer than this binary (migration {version} of {component} is unknown to it); upgrade ordo")]
     SchemaTooNew { component: String, version: i64 },

@@ -9,6 +9,7 @@ pub(crate) mod baseline;
 mod group;
 pub(crate) mod lease;
 mod notify;
+mod positions;
 pub(crate) mod read_model;
 
 use async_trait::async_trait;
@@ -32,13 +33,9 @@ use crate::{
 pub use append::OpenAppend;
 use group::{GroupCommit, Sink};
 use notify::Notifier;
+use positions::WATERMARK;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/store/postgres");
-
-/// Upper bound of readable positions: `xmin` of the statement's snapshot, shifted like
-/// positions are. Every transaction below it has finished; every later one will get a
-/// larger transaction id, hence larger positions.
-const WATERMARK: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
 
 /// Tunables of the PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -84,6 +81,10 @@ impl PostgresStore {
                 other => other,
             })?;
         migrate(&pool).await?;
+        positions::check_durability(&pool).await?;
+        if positions::behind(&pool).await? {
+            positions::rebase(&pool).await?;
+        }
         let signal = Arc::new(SignalSender::new());
         let notifier = Notifier::start(pool.clone(), Arc::clone(&signal)).await?;
         let sink = Sink { pool: pool.clone(), signal: Arc::clone(&signal), notifier };
