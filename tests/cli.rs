@@ -27,6 +27,7 @@ async fn projections_list_and_rebuild_work_without_a_server(db: TestDatabase) {
     assert!(text(&out.stdout).contains("migrations applied"));
 
     let store = db.store().await;
+    let mut last = 0;
     for (i, (ty, data)) in [
         ("OrderCreated", json!({"customer_id": "cli"})),
         ("ItemAdded", json!({"sku": "A", "quantity": 3, "unit_price_cents": 5})),
@@ -36,8 +37,14 @@ async fn projections_list_and_rebuild_work_without_a_server(db: TestDatabase) {
     {
         let stream = StreamId::new("order-cli-1").unwrap();
         let e = NewEvent::new(ty, data);
-        store.append(AppendRequest::new(stream, ExpectedVersion::Exact(i as u64), vec![e])).await.unwrap();
+        last = store
+            .append(AppendRequest::new(stream, ExpectedVersion::Exact(i as u64), vec![e]))
+            .await
+            .unwrap()
+            .last_position();
     }
+    // On PostgreSQL `$all` trails transactions still open anywhere in the cluster.
+    ordo_store::testing::settle(&*store, last).await;
     let out = ordo(db.url(), &["projections", "list"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
