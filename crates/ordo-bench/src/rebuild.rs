@@ -139,7 +139,10 @@ async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> any
     let runtime = ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default()).await?;
     runtime.start().await?;
     let head = store.head_position().await?;
-    runtime.wait_for_position(ORDER_SUMMARIES, head, Duration::from_secs(600)).await?;
+    anyhow::ensure!(
+        runtime.wait_for_position(ORDER_SUMMARIES, head, Duration::from_secs(600)).await?,
+        "the read model did not catch up with {head} within 600 s"
+    );
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -164,7 +167,9 @@ async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> any
         let committed =
             handler.handle(CommandRequest::new(format!("lag{run_id}-probe-{}", i / 10), command(i))).await?;
         let started = Instant::now();
-        runtime.wait_for_position(ORDER_SUMMARIES, committed.position, Duration::from_secs(30)).await?;
+        let reached = runtime.wait_for_position(ORDER_SUMMARIES, committed.position, Duration::from_secs(30)).await?;
+        // A wait that timed out is a failure of the projection, not a 30 s sample.
+        anyhow::ensure!(reached, "the read model did not reach position {} within 30 s", committed.position);
         histogram.record(started.elapsed().as_micros() as u64)?;
         i += 1;
     }
