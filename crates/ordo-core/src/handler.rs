@@ -107,13 +107,16 @@ impl<R: Clone> Refusal<R> {
     }
 }
 
-/// What one attempt came to, once its state is back in the cache (or dropped).
+/// What one attempt came to, once its state is back in the cache (or, after a
+/// conflict, with the caller).
 enum Attempt<A: Aggregate> {
     Done(Committed<A::Event>),
     Refused(Refusal<A::Rejection>),
-    /// Another writer appended first; the stream is at `actual`.
+    /// Another writer appended first; the stream is at `actual`. The state the
+    /// decision saw comes back, to be caught up rather than loaded again.
     Conflict {
         actual: Version,
+        behind: (Version, A),
     },
     /// A duplicate with the same key committed first.
     KeyTaken,
@@ -227,15 +230,17 @@ impl<A: Aggregate> CommandHandler<A> {
         }
         let mut metadata = request.metadata.clone();
         metadata.command_id.get_or_insert_with(uuid::Uuid::now_v7);
+        let mut behind = None;
         loop {
             *attempts += 1;
-            match self.attempt(&stream, &request, &metadata).await? {
+            match self.attempt(&stream, &request, &metadata, behind.take()).await? {
                 Attempt::Done(committed) => return Ok(committed),
                 Attempt::Refused(refusal) => return self.refuse(key, refusal).await,
                 Attempt::KeyTaken => {
                     return self.recorded(key).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
                 }
-                Attempt::Conflict { actual } => {
+                Attempt::Conflict { actual, behind: stale } => {
+                    behind = Some(stale);
                     self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_conflicts_total", "aggregate" => A::CATEGORY).increment(1);
                     if let Expectation::Pinned(expected @ ExpectedVersion::Exact(_)) = request.expectation {
@@ -255,15 +260,16 @@ impl<A: Aggregate> CommandHandler<A> {
 
     /// Loads, decides and appends once. The state goes back into the cache here and
     /// only here: after a decision that appends nothing, or with the events applied
-    /// after a successful append. After a conflict it is dropped, so the next
-    /// attempt loads the stream afresh.
+    /// after a successful append. After a conflict it goes back to the caller, which
+    /// hands it to the next attempt to catch up.
     async fn attempt(
         &self,
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
         metadata: &EventMetadata,
+        behind: Option<(Version, A)>,
     ) -> Result<Attempt<A>, CommandError<A::Rejection>> {
-        let (loaded, decision) = self.load_and_decide(stream, request).await?;
+        let (loaded, decision) = self.load_and_decide(stream, request, behind).await?;
         let Loaded { version, mut state, .. } = loaded;
         let (attempt, kept) = match decision {
             Decision::Refuse(refusal) => (Attempt::Refused(refusal), Some(version)),
@@ -277,7 +283,9 @@ impl<A: Aggregate> CommandHandler<A> {
                         let done = self.committed(request, stream, result.last_version, result.last_position(), events);
                         (Attempt::Done(done), Some(result.last_version))
                     }
-                    Err(StoreError::WrongExpectedVersion { actual, .. }) => (Attempt::Conflict { actual }, None),
+                    Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                        return Ok(Attempt::Conflict { actual, behind: (version, state) });
+                    }
                     Err(StoreError::IdempotencyKeyExists { .. }) => (Attempt::KeyTaken, None),
                     Err(e) => return Err(e.into()),
                 }
@@ -289,34 +297,45 @@ impl<A: Aggregate> CommandHandler<A> {
         Ok(attempt)
     }
 
-    /// The aggregate (from the cache, taken out: the caller holds its turn, or from
-    /// the store) and the decision on it. A decision that appends nothing is checked
-    /// by no expected version, so it must not rest on cached state another node has
-    /// moved past: it is re-checked once against the stream's version, and decided
-    /// again on a fresh load if the stream moved.
+    /// The aggregate and the decision on it. The aggregate is the state a conflict
+    /// left `behind`, caught up with the stream; or the cached one (taken out: the
+    /// caller holds its turn); or a fresh load. A decision that appends nothing is
+    /// checked by no expected version, so when it rests on cached state — which
+    /// another node may have moved past — the state is caught up once, and decided
+    /// again if the stream had moved.
     async fn load_and_decide(
         &self,
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
+        behind: Option<(Version, A)>,
     ) -> Result<(Loaded<A>, Decision<A>), CommandError<A::Rejection>> {
-        let loaded = match self.cache.take(stream.as_str()) {
-            Some((version, state)) => Loaded { version, state, cached: true },
-            None => self.load_fresh(stream).await?,
+        let cached = || self.cache.take(stream.as_str()).map(|entry| (entry, true));
+        let loaded = match behind.map(|stale| (stale, false)).or_else(cached) {
+            Some(((version, state), true)) => Loaded { version, state, cached: true },
+            Some(((version, state), false)) => self.caught_up(stream, version, state).await?,
+            None => {
+                let (version, state) = self.load(stream).await?;
+                Loaded { version, state, cached: false }
+            }
         };
         let decision = decide(&loaded, request);
-        let stale = loaded.cached
-            && !matches!(decision, Decision::Append(_))
-            && self.store.stream_version(stream).await? != loaded.version;
-        if !stale {
+        if !loaded.cached || matches!(decision, Decision::Append(_)) {
             return Ok((loaded, decision));
         }
-        let fresh = self.load_fresh(stream).await?;
-        let decision = decide(&fresh, request);
+        let before = loaded.version;
+        let fresh = self.caught_up(stream, loaded.version, loaded.state).await?;
+        let decision = if fresh.version == before { decision } else { decide(&fresh, request) };
         Ok((fresh, decision))
     }
 
-    async fn load_fresh(&self, stream: &StreamId) -> Result<Loaded<A>, CommandError<A::Rejection>> {
-        let (version, state) = self.load(stream).await?;
+    /// `state` at `version`, with the events after it applied.
+    async fn caught_up(
+        &self,
+        stream: &StreamId,
+        version: Version,
+        state: A,
+    ) -> Result<Loaded<A>, CommandError<A::Rejection>> {
+        let (version, state) = self.catch_up(stream, version, state).await?;
         Ok(Loaded { version, state, cached: false })
     }
 
@@ -362,8 +381,21 @@ impl<A: Aggregate> CommandHandler<A> {
     /// The aggregate's current version and state, rebuilt from the newest usable
     /// snapshot and the events after it (the cache is neither read nor filled).
     pub async fn load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
-        let (mut version, mut state) = self.load_snapshot(stream).await?;
-        let from = version;
+        let (from, state) = self.load_snapshot(stream).await?;
+        let (version, state) = self.catch_up(stream, from, state).await?;
+        if self.config.snapshot_every.is_some_and(|every| version.saturating_sub(from) >= every) {
+            self.save_snapshot(stream, version, &state);
+        }
+        Ok((version, state))
+    }
+
+    /// `state` at `version`, brought to the end of the stream by the events after it.
+    async fn catch_up(
+        &self,
+        stream: &StreamId,
+        mut version: Version,
+        mut state: A,
+    ) -> Result<(Version, A), CommandError<A::Rejection>> {
         loop {
             let page = self.store.read_stream(stream, version + 1, READ_PAGE).await?;
             for stored in &page {
@@ -371,13 +403,9 @@ impl<A: Aggregate> CommandHandler<A> {
                 version = stored.version;
             }
             if page.len() < READ_PAGE {
-                break;
+                return Ok((version, state));
             }
         }
-        if self.config.snapshot_every.is_some_and(|every| version.saturating_sub(from) >= every) {
-            self.save_snapshot(stream, version, &state);
-        }
-        Ok((version, state))
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
