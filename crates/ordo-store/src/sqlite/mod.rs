@@ -98,6 +98,20 @@ impl SqliteStore {
     {
         self.writer.write(write).await
     }
+
+    /// `PRAGMA synchronous` (2: FULL) and `PRAGMA journal_mode` as the writer's own
+    /// connection reports them: the settings every acknowledged write went through.
+    #[cfg(feature = "testing")]
+    pub async fn writer_pragmas(&self) -> Result<(i64, String), StoreError> {
+        self.write(|conn| {
+            Box::pin(async move {
+                let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *conn).await?;
+                let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut *conn).await?;
+                Ok((synchronous, journal_mode))
+            })
+        })
+        .await
+    }
 }
 
 fn create_parent_dir(options: &SqliteConnectOptions) -> Result<(), StoreError> {
