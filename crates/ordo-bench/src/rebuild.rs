@@ -42,7 +42,7 @@ fn order_events(n: u64) -> anyhow::Result<Vec<ordo_store::NewEvent>> {
         let sku = format!("sku-{}", (n + i) % 200);
         events.push(encode_event(&OrderEvent::ItemAdded { sku, quantity: 1 + (i as u32 % 3), unit_price_cents: 250 })?);
     }
-    events.push(encode_event(&OrderEvent::OrderPlaced { total_cents: 0 })?);
+    events.push(encode_event(&OrderEvent::OrderPlaced { subtotal_cents: 0, discount_percent: 0, total_cents: 0 })?);
     Ok(events)
 }
 

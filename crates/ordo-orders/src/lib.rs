@@ -8,7 +8,7 @@ pub mod read_model;
 pub mod testing;
 pub mod values;
 
-pub use order::{Line, Order, OrderCommand, OrderEvent, OrderRejection, OrderStatus};
+pub use order::{amount_due_cents, Line, Order, OrderCommand, OrderEvent, OrderRejection, OrderStatus};
 
 use std::sync::Arc;
 

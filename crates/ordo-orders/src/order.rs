@@ -1,12 +1,12 @@
 //! The `Order` aggregate: draft → placed → paid → shipped → delivered, cancellable
-//! from draft, placed or paid. Items change only in draft; money is i64 cents with
-//! checked arithmetic, so an overflow is a rejection, never a panic.
+//! from draft, placed or paid. Items and the discount change only in draft; money is
+//! i64 cents with checked arithmetic, so an overflow is a rejection, never a panic.
 
 use ordo_core::{Aggregate, DomainEvent, RejectionKind, UpcastError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::values::{CancelReason, CustomerId, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice};
+use crate::values::{CancelReason, CustomerId, DiscountPercent, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice};
 
 /// Where an order is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -61,6 +61,10 @@ pub enum OrderCommand {
     RemoveItem {
         sku: Sku,
     },
+    /// Takes `percent` off the amount due, however the items change afterwards.
+    ApplyDiscount {
+        percent: DiscountPercent,
+    },
     PlaceOrder,
     PayOrder {
         amount_cents: i64,
@@ -90,7 +94,14 @@ pub enum OrderEvent {
     ItemRemoved {
         sku: String,
     },
+    DiscountApplied {
+        percent: u8,
+    },
+    /// Schema v2 added `subtotal_cents` and `discount_percent` (see `upcast`);
+    /// `total_cents` is the amount due.
     OrderPlaced {
+        subtotal_cents: i64,
+        discount_percent: u8,
         total_cents: i64,
     },
     /// Schema v2 renamed v1's `amount` to `amount_cents` (see `upcast`); `payment_ref`
@@ -112,7 +123,7 @@ pub enum OrderEvent {
 impl DomainEvent for OrderEvent {
     fn schema_version(event_type: &str) -> u32 {
         match event_type {
-            "OrderPaid" => 2,
+            "OrderPaid" | "OrderPlaced" => 2,
             _ => 1,
         }
     }
@@ -122,15 +133,22 @@ impl DomainEvent for OrderEvent {
         schema_version: u32,
         mut data: serde_json::Value,
     ) -> Result<serde_json::Value, UpcastError> {
-        if event_type == "OrderPaid" && schema_version == 1 {
-            let fields = data.as_object_mut().ok_or_else(|| UpcastError {
-                event_type: event_type.into(),
-                schema_version,
-                reason: "payload is not an object".into(),
-            })?;
-            if let Some(amount) = fields.remove("amount") {
-                fields.insert("amount_cents".into(), amount);
+        let invalid =
+            |reason: &str| UpcastError { event_type: event_type.into(), schema_version, reason: reason.into() };
+        let fields = data.as_object_mut().ok_or_else(|| invalid("payload is not an object"))?;
+        match (event_type, schema_version) {
+            ("OrderPaid", 1) => {
+                if let Some(amount) = fields.remove("amount") {
+                    fields.insert("amount_cents".into(), amount);
+                }
             }
+            // v1 predates discounts: its total was the subtotal, with none off.
+            ("OrderPlaced", 1) => {
+                let total = fields.get("total_cents").cloned().ok_or_else(|| invalid("no total_cents"))?;
+                fields.insert("subtotal_cents".into(), total);
+                fields.insert("discount_percent".into(), 0.into());
+            }
+            _ => {}
         }
         Ok(data)
     }
@@ -166,20 +184,44 @@ impl OrderRejection {
     }
 }
 
+/// The amount due on `subtotal_cents` with `discount_percent` off (0: none):
+/// `subtotal - subtotal × percent / 100`, the discount rounded down to whole cents.
+/// It never overflows: the discount is at most the subtotal.
+///
+/// ```
+/// assert_eq!(ordo_orders::amount_due_cents(999, 15), 850);
+/// assert_eq!(ordo_orders::amount_due_cents(300, 0), 300);
+/// ```
+pub fn amount_due_cents(subtotal_cents: i64, discount_percent: u8) -> i64 {
+    let discount = i128::from(subtotal_cents) * i128::from(discount_percent) / 100;
+    subtotal_cents - i64::try_from(discount).unwrap_or(0)
+}
+
 /// An order's state, rebuilt from its events. `status` is `None` until it is created.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub status: Option<OrderStatus>,
     pub customer_id: String,
     pub items: BTreeMap<String, Line>,
+    /// Σ quantity × unit price.
+    pub subtotal_cents: i64,
+    /// 0 without a discount.
+    pub discount_percent: u8,
+    /// The amount due: the subtotal less the discount.
     pub total_cents: i64,
     pub paid_cents: i64,
 }
 
 impl Order {
-    /// Σ quantity × unit price, or `None` if it overflows.
-    fn total_with(&self, extra: i64) -> Option<i64> {
-        self.total_cents.checked_add(extra)
+    /// The subtotal with `extra` added, or `None` if it overflows.
+    fn subtotal_with(&self, extra: i64) -> Option<i64> {
+        self.subtotal_cents.checked_add(extra)
+    }
+
+    /// Sets the subtotal, and the amount due with it.
+    fn set_subtotal(&mut self, subtotal_cents: i64) {
+        self.subtotal_cents = subtotal_cents;
+        self.total_cents = amount_due_cents(subtotal_cents, self.discount_percent);
     }
 
     fn expect_status(&self, allowed: &[OrderStatus], what: &str) -> Result<OrderStatus, OrderRejection> {
@@ -194,6 +236,8 @@ impl Order {
 
 impl Aggregate for Order {
     const CATEGORY: &'static str = "order";
+    /// 2: the subtotal and the discount joined the state.
+    const STATE_SCHEMA: u32 = 2;
     type Command = OrderCommand;
     type Event = OrderEvent;
     type Rejection = OrderRejection;
@@ -219,7 +263,7 @@ impl Aggregate for Order {
                     });
                 }
                 let added = i64::from(quantity.get()).checked_mul(price);
-                if added.and_then(|a| self.total_with(a)).is_none() {
+                if added.and_then(|a| self.subtotal_with(a)).is_none() {
                     return Err(OrderRejection::ValidationFailed { reason: "the order total would overflow".into() });
                 }
                 OrderEvent::ItemAdded { sku: sku.to_string(), quantity: quantity.get(), unit_price_cents: price }
@@ -231,18 +275,32 @@ impl Aggregate for Order {
                 }
                 OrderEvent::ItemRemoved { sku: sku.to_string() }
             }
+            OrderCommand::ApplyDiscount { percent } => {
+                self.expect_status(&[Draft], "discount")?;
+                if self.discount_percent > 0 {
+                    return Err(OrderRejection::rule(format!(
+                        "the order already has a {} % discount",
+                        self.discount_percent
+                    )));
+                }
+                OrderEvent::DiscountApplied { percent: percent.get() }
+            }
             OrderCommand::PlaceOrder => {
                 self.expect_status(&[Draft], "place")?;
                 if self.items.is_empty() {
                     return Err(OrderRejection::rule("an order needs at least one item to be placed"));
                 }
-                OrderEvent::OrderPlaced { total_cents: self.total_cents }
+                OrderEvent::OrderPlaced {
+                    subtotal_cents: self.subtotal_cents,
+                    discount_percent: self.discount_percent,
+                    total_cents: self.total_cents,
+                }
             }
             OrderCommand::PayOrder { amount_cents, payment_ref } => {
                 self.expect_status(&[Placed], "pay")?;
                 if *amount_cents != self.total_cents {
                     return Err(OrderRejection::rule(format!(
-                        "the payment of {amount_cents} cents does not match the order total of {} cents",
+                        "the payment of {amount_cents} cents does not match the amount due of {} cents",
                         self.total_cents
                     )));
                 }
@@ -278,13 +336,17 @@ impl Aggregate for Order {
                     self.items.entry(sku.clone()).or_insert(Line { quantity: 0, unit_price_cents: *unit_price_cents });
                 line.quantity = line.quantity.saturating_add(*quantity);
                 let added = i64::from(*quantity).saturating_mul(line.unit_price_cents);
-                self.total_cents = self.total_cents.saturating_add(added);
+                self.set_subtotal(self.subtotal_cents.saturating_add(added));
             }
             OrderEvent::ItemRemoved { sku } => {
                 if let Some(line) = self.items.remove(sku) {
                     let removed = i64::from(line.quantity).saturating_mul(line.unit_price_cents);
-                    self.total_cents = self.total_cents.saturating_sub(removed);
+                    self.set_subtotal(self.subtotal_cents.saturating_sub(removed));
                 }
+            }
+            OrderEvent::DiscountApplied { percent } => {
+                self.discount_percent = *percent;
+                self.set_subtotal(self.subtotal_cents);
             }
             OrderEvent::OrderPlaced { .. } => self.status = Some(OrderStatus::Placed),
             OrderEvent::OrderPaid { amount_cents, .. } => {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::{Line, Order, OrderEvent, OrderStatus};
+use crate::{amount_due_cents, Line, Order, OrderEvent, OrderStatus};
 
 /// The projector's name, which keys its checkpoint.
 pub const ORDER_SUMMARIES: &str = "order_summaries";
@@ -30,6 +30,7 @@ const TABLE: TableDef = TableDef {
         customer_id TEXT NOT NULL,
         status TEXT NOT NULL,
         items TEXT NOT NULL,
+        discount_percent BIGINT NOT NULL,
         total_cents BIGINT NOT NULL,
         version BIGINT NOT NULL,
         created_position BIGINT NOT NULL,
@@ -42,7 +43,8 @@ const TABLE: TableDef = TableDef {
     ],
 };
 
-const COLUMNS: &str = "order_id, customer_id, status, items, total_cents, version, created_position, updated_at";
+const COLUMNS: &str =
+    "order_id, customer_id, status, items, discount_percent, total_cents, version, created_position, updated_at";
 
 /// One line of an order as `GET /orders/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +61,9 @@ pub struct OrderSummary {
     pub customer_id: String,
     pub status: OrderStatus,
     pub items: Vec<ItemView>,
+    /// 0 without a discount.
+    pub discount_percent: u8,
+    /// The amount due: the items' subtotal less the discount.
     pub total_cents: i64,
     pub version: u64,
     pub updated_at: DateTime<Utc>,
@@ -73,6 +78,7 @@ struct Row {
     customer_id: String,
     status: String,
     items: String,
+    discount_percent: i64,
     total_cents: i64,
     version: i64,
     created_position: i64,
@@ -89,6 +95,8 @@ impl Row {
         Ok(OrderSummary {
             items: serde_json::from_str(&self.items).map_err(|e| corrupt("items", &e))?,
             status: OrderStatus::parse(&self.status).ok_or_else(|| corrupt("status", &self.status))?,
+            discount_percent: u8::try_from(self.discount_percent)
+                .map_err(|_| corrupt("discount percent", &self.discount_percent))?,
             version: u64::try_from(self.version).map_err(|_| corrupt("version", &self.version))?,
             created_position: u64::try_from(self.created_position)
                 .map_err(|_| corrupt("created position", &self.created_position))?,
@@ -133,6 +141,7 @@ impl Folding {
             OrderEvent::ItemRemoved { sku } => {
                 self.lines.remove(sku);
             }
+            OrderEvent::DiscountApplied { percent } => s.discount_percent = *percent,
             OrderEvent::OrderPlaced { .. } => s.status = OrderStatus::Placed,
             OrderEvent::OrderPaid { .. } => s.status = OrderStatus::Paid,
             OrderEvent::OrderShipped { .. } => s.status = OrderStatus::Shipped,
@@ -142,10 +151,11 @@ impl Folding {
     }
 
     fn finish(mut self) -> OrderSummary {
-        self.summary.total_cents = self
+        let subtotal = self
             .lines
             .values()
             .fold(0i64, |sum, l| sum.saturating_add(i64::from(l.quantity).saturating_mul(l.unit_price_cents)));
+        self.summary.total_cents = amount_due_cents(subtotal, self.summary.discount_percent);
         self.summary.items = self
             .lines
             .into_iter()
@@ -176,6 +186,11 @@ impl Projector for OrderSummaryProjector {
 
     fn tables(&self) -> Vec<TableDef> {
         vec![TABLE]
+    }
+
+    /// 2: `discount_percent`, and `total_cents` is the amount due.
+    fn version(&self) -> u32 {
+        2
     }
 
     fn partitioned_by_stream(&self) -> bool {
@@ -236,6 +251,7 @@ impl Projector for OrderSummaryProjector {
                         customer_id: String::new(),
                         status: OrderStatus::Draft,
                         items: Vec::new(),
+                        discount_percent: 0,
                         total_cents: 0,
                         version: 0,
                         updated_at: stored.recorded_at,
@@ -280,6 +296,7 @@ async fn upsert(tx: &mut ReadModelTx<'_>, table: &str, summaries: &[OrderSummary
         Column::Text("customer_id", text(|s| s.customer_id.clone())),
         Column::Text("status", text(|s| s.status.as_str().to_owned())),
         Column::Text("items", items),
+        Column::Int("discount_percent", int(|s| i64::from(s.discount_percent))),
         Column::Int("total_cents", int(|s| s.total_cents)),
         Column::Int("version", stored(summaries, |s| s.version)?),
         Column::Int("created_position", stored(summaries, |s| s.created_position)?),

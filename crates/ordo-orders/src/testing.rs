@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use crate::values::{CancelReason, CustomerId, Quantity, Sku, TrackingNumber, UnitPrice};
+use crate::values::{CancelReason, CustomerId, DiscountPercent, Quantity, Sku, TrackingNumber, UnitPrice};
 use crate::{Order, OrderCommand};
 
 /// A command to generate. `PayTotal` pays whatever the order's total is when it
@@ -37,6 +37,9 @@ pub fn step() -> impl Strategy<Value = Step> {
             unit_price: UnitPrice::new(p).expect("in range"),
         })),
         sku.prop_map(move |sku| command(OrderCommand::RemoveItem { sku })),
+        (1i64..=50).prop_map(move |p| command(OrderCommand::ApplyDiscount {
+            percent: DiscountPercent::new(p).expect("in range")
+        })),
         Just(command(OrderCommand::PlaceOrder)),
         (0i64..1_000).prop_map(move |amount_cents| command(OrderCommand::PayOrder { amount_cents, payment_ref: None })),
         Just(Step::PayTotal),

@@ -154,6 +154,46 @@ impl From<UnitPrice> for i64 {
     }
 }
 
+/// A discount on an order: 1 to 50 percent.
+///
+/// ```
+/// use ordo_orders::values::DiscountPercent;
+/// assert_eq!(DiscountPercent::new(10).map(DiscountPercent::get), Ok(10));
+/// assert!(DiscountPercent::new(0).is_err());
+/// assert!(DiscountPercent::new(51).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct DiscountPercent(u8);
+
+impl DiscountPercent {
+    pub const MAX: u8 = 50;
+
+    pub fn new(value: i64) -> Result<Self, ValidationError> {
+        match u8::try_from(value) {
+            Ok(p) if (1..=Self::MAX).contains(&p) => Ok(Self(p)),
+            _ => Err(invalid("percent", format!("must be 1 to {}, is {value}", Self::MAX))),
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for DiscountPercent {
+    type Error = ValidationError;
+    fn try_from(value: i64) -> Result<Self, ValidationError> {
+        Self::new(value)
+    }
+}
+
+impl From<DiscountPercent> for i64 {
+    fn from(p: DiscountPercent) -> i64 {
+        i64::from(p.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,13 +10,18 @@ use proptest::prelude::*;
 
 fn check_invariants(state: &Order, before: &Order, events: &[OrderEvent]) {
     let sum: i64 = state.items.values().map(|l| i64::from(l.quantity) * l.unit_price_cents).sum();
-    assert_eq!(state.total_cents, sum, "total = Σ quantity × price");
+    assert_eq!(state.subtotal_cents, sum, "subtotal = Σ quantity × price");
+    assert_eq!(state.total_cents, ordo_orders::amount_due_cents(sum, state.discount_percent), "total = amount due");
+    assert!(state.discount_percent <= 50);
+    if before.status != Some(OrderStatus::Draft) {
+        assert_eq!(state.discount_percent, before.discount_percent, "the discount changed outside draft");
+    }
     assert!(state.items.values().all(|l| (1..=Quantity::MAX).contains(&l.quantity)));
     if before.status != Some(OrderStatus::Draft) && before.status.is_some() {
         assert_eq!(state.items, before.items, "items changed after draft");
     }
     if matches!(state.status, Some(OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered)) {
-        assert_eq!(state.paid_cents, state.total_cents, "paid amount = total");
+        assert_eq!(state.paid_cents, state.total_cents, "paid amount = amount due");
     }
     if before.status.is_none() {
         assert!(

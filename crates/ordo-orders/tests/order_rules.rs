@@ -2,8 +2,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use ordo_core::testkit::given;
-use ordo_orders::values::{CancelReason, CustomerId, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice};
+use ordo_core::{decode_event, encode_event};
+use ordo_orders::values::{
+    CancelReason, CustomerId, DiscountPercent, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice,
+};
 use ordo_orders::{Order, OrderCommand as C, OrderEvent as E, OrderRejection, OrderStatus};
+use serde_json::json;
 
 fn created() -> E {
     E::OrderCreated { customer_id: "c-1".into() }
@@ -31,7 +35,7 @@ fn cancel() -> C {
     C::CancelOrder { reason: CancelReason::parse("changed my mind").unwrap() }
 }
 fn placed_history() -> Vec<E> {
-    vec![created(), added("A", 2, 150), E::OrderPlaced { total_cents: 300 }]
+    vec![created(), added("A", 2, 150), E::OrderPlaced { subtotal_cents: 300, discount_percent: 0, total_cents: 300 }]
 }
 fn paid_history() -> Vec<E> {
     let mut h = placed_history();
@@ -54,6 +58,12 @@ fn cancelled_history() -> Vec<E> {
 fn is_rule(r: &OrderRejection) -> bool {
     matches!(r, OrderRejection::RuleViolation { .. })
 }
+fn discount(percent: i64) -> C {
+    C::ApplyDiscount { percent: DiscountPercent::new(percent).unwrap() }
+}
+fn discounted(percent: u8) -> E {
+    E::DiscountApplied { percent }
+}
 
 #[test]
 fn creating_an_order_starts_a_draft() {
@@ -72,7 +82,8 @@ fn creating_an_existing_order_is_refused() {
 
 #[test]
 fn every_command_on_an_unknown_order_is_not_found() {
-    for command in [add("A", 1, 1), remove("A"), C::PlaceOrder, pay(0), ship(), C::DeliverOrder, cancel()] {
+    for command in [add("A", 1, 1), remove("A"), discount(5), C::PlaceOrder, pay(0), ship(), C::DeliverOrder, cancel()]
+    {
         given::<Order>([]).when(command).then_rejected(OrderRejection::OrderNotFound);
     }
 }
@@ -138,8 +149,11 @@ fn placing_needs_items() {
     given::<Order>([created(), added("A", 1, 1), E::ItemRemoved { sku: "A".into() }])
         .when(C::PlaceOrder)
         .then_rejected_where(is_rule);
-    let state =
-        given::<Order>([created(), added("A", 2, 150)]).when(C::PlaceOrder).then([E::OrderPlaced { total_cents: 300 }]);
+    let state = given::<Order>([created(), added("A", 2, 150)]).when(C::PlaceOrder).then([E::OrderPlaced {
+        subtotal_cents: 300,
+        discount_percent: 0,
+        total_cents: 300,
+    }]);
     assert_eq!(state.status, Some(OrderStatus::Placed));
 }
 
@@ -201,27 +215,117 @@ fn rejections_have_stable_codes() {
     assert_eq!(OrderRejection::ValidationFailed { reason: String::new() }.code(), "validation_failed");
 }
 
-#[test]
-fn a_v1_payment_event_reads_as_v2() {
-    use ordo_core::decode_event;
-    let stored = ordo_store::RecordedEvent {
+/// An event as the store would hand it back, written at `schema_version`.
+fn stored(event_type: &str, schema_version: u32, data: serde_json::Value) -> ordo_store::RecordedEvent {
+    ordo_store::RecordedEvent {
         position: 1,
         stream_id: ordo_store::StreamId::new("order-1").unwrap(),
-        version: 4,
+        version: 1,
         event_id: uuid::Uuid::new_v4(),
-        event_type: "OrderPaid".into(),
-        schema_version: 1,
-        data: serde_json::json!({"amount": 300}),
+        event_type: event_type.into(),
+        schema_version,
+        data,
         metadata: Default::default(),
-        recorded_at: chrono_now(),
-    };
-    let event: E = decode_event(&stored).unwrap();
+        recorded_at: chrono::Utc::now(),
+    }
+}
+
+#[test]
+fn a_v1_payment_event_reads_as_v2() {
+    let event: E = decode_event(&stored("OrderPaid", 1, json!({"amount": 300}))).unwrap();
     assert_eq!(event, E::OrderPaid { amount_cents: 300, payment_ref: None });
     // New events are written as v2.
-    let encoded = ordo_core::encode_event(&event).unwrap();
+    let encoded = encode_event(&event).unwrap();
     assert_eq!((encoded.event_type.as_str(), encoded.schema_version), ("OrderPaid", 2));
 }
 
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
+#[test]
+fn a_discount_lowers_the_amount_due_of_a_draft() {
+    let state = given::<Order>([created(), added("A", 2, 150)]).when(discount(10)).then([discounted(10)]);
+    assert_eq!((state.subtotal_cents, state.discount_percent, state.total_cents), (300, 10, 270));
+}
+
+#[test]
+fn the_discount_is_rounded_down_to_whole_cents() {
+    // 15 % of 999 is 149.85: the discount is 149 cents, the amount due 850.
+    let state = given::<Order>([created(), added("A", 1, 999)]).when(discount(15)).then([discounted(15)]);
+    assert_eq!(state.total_cents, 850);
+}
+
+#[test]
+fn the_discount_holds_whatever_items_change_afterwards() {
+    let state = given::<Order>([created(), discounted(10), added("A", 2, 150)])
+        .when(add("B", 1, 100))
+        .then([added("B", 1, 100)]);
+    assert_eq!((state.subtotal_cents, state.total_cents), (400, 360));
+    let state = given::<Order>([created(), discounted(10), added("A", 2, 150), added("B", 1, 100)])
+        .when(remove("A"))
+        .then([E::ItemRemoved { sku: "A".into() }]);
+    assert_eq!((state.subtotal_cents, state.total_cents), (100, 90));
+}
+
+#[test]
+fn a_discount_only_in_draft() {
+    for history in [placed_history(), paid_history(), shipped_history(), delivered_history(), cancelled_history()] {
+        given::<Order>(history).when(discount(10)).then_rejected_where(is_rule);
+    }
+    given::<Order>([]).when(discount(10)).then_rejected(OrderRejection::OrderNotFound);
+}
+
+#[test]
+fn one_discount_per_order() {
+    given::<Order>([created(), discounted(10)]).when(discount(5)).then_rejected_where(is_rule);
+    given::<Order>([created(), discounted(10)]).when(discount(10)).then_rejected_where(is_rule);
+}
+
+#[test]
+fn a_discount_is_1_to_50_percent() {
+    for valid in [1, 25, 50] {
+        assert_eq!(DiscountPercent::new(valid).unwrap().get(), valid as u8);
+    }
+    for invalid in [i64::MIN, -1, 0, 51, 100, 256] {
+        let error = DiscountPercent::new(invalid).unwrap_err();
+        assert_eq!(error.field, "percent");
+    }
+    assert!(serde_json::from_str::<DiscountPercent>("51").is_err(), "deserializing cannot bypass the bounds");
+}
+
+#[test]
+fn placing_a_discounted_order_records_the_amount_due() {
+    let state = given::<Order>([created(), added("A", 2, 150), discounted(10)])
+        .when(C::PlaceOrder)
+        .then([E::OrderPlaced { subtotal_cents: 300, discount_percent: 10, total_cents: 270 }]);
+    assert_eq!(state.status, Some(OrderStatus::Placed));
+}
+
+#[test]
+fn paying_a_discounted_order_needs_the_amount_due() {
+    let placed = vec![
+        created(),
+        added("A", 2, 150),
+        discounted(10),
+        E::OrderPlaced { subtotal_cents: 300, discount_percent: 10, total_cents: 270 },
+    ];
+    given::<Order>(placed.clone()).when(pay(300)).then_rejected_where(is_rule);
+    given::<Order>(placed).when(pay(270)).then([E::OrderPaid { amount_cents: 270, payment_ref: Some("pay-1".into()) }]);
+}
+
+#[test]
+fn a_discount_on_the_largest_total_does_not_overflow() {
+    let subtotal = i64::MAX - 10;
+    let history = [created(), E::ItemAdded { sku: "B".into(), quantity: 1, unit_price_cents: subtotal }];
+    let state = given::<Order>(history).when(discount(50)).then([discounted(50)]);
+    assert_eq!(state.total_cents, subtotal - subtotal / 2);
+}
+
+#[test]
+fn a_v1_placed_event_reads_as_v2_without_a_discount() {
+    let event: E = decode_event(&stored("OrderPlaced", 1, json!({"total_cents": 300}))).unwrap();
+    assert_eq!(event, E::OrderPlaced { subtotal_cents: 300, discount_percent: 0, total_cents: 300 });
+    assert_eq!(encode_event(&event).unwrap().schema_version, 2, "new events are written as v2");
+    // An order placed before discounts existed is still paid its total.
+    let history = [created(), added("A", 2, 150), event];
+    given::<Order>(history)
+        .when(pay(300))
+        .then([E::OrderPaid { amount_cents: 300, payment_ref: Some("pay-1".into()) }]);
 }

@@ -32,6 +32,13 @@ async fn incremental_equals_rebuild(db: TestDatabase, steps: Vec<(u8, Step)>) {
     assert!(rt.wait_for_position(ORDER_SUMMARIES, last, Duration::from_secs(30)).await.unwrap());
     let everything = ListOrders { limit: 500, ..ListOrders::default() };
     let incremental = read_model::list_orders(rt.db(), &everything).await.unwrap();
+    for summary in &incremental.orders {
+        // The read model agrees with the aggregate: the amount due, the discount.
+        let stream = CommandHandler::<Order>::stream_id(&summary.order_id).unwrap();
+        let (version, order) = handler.load(&stream).await.unwrap();
+        assert_eq!(summary.version, version);
+        assert_eq!((summary.total_cents, summary.discount_percent), (order.total_cents, order.discount_percent));
+    }
     rt.rebuild(ORDER_SUMMARIES, |_| {}).await.unwrap();
     let rebuilt = read_model::list_orders(rt.db(), &everything).await.unwrap();
     rt.shutdown().await;

@@ -9,11 +9,18 @@ use crate::status::ProjectorState;
 use crate::ProjectionError;
 
 /// The projection runtime's schema.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "projection checkpoints",
-    sql: include_str!("../../../migrations/projection/0001_checkpoints.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "projection checkpoints",
+        sql: include_str!("../../../migrations/projection/0001_checkpoints.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "read model versions",
+        sql: include_str!("../../../migrations/projection/0002_read_model_version.sql"),
+    },
+];
 
 /// The component name the runtime's schema versions are recorded under.
 pub(crate) const COMPONENT: &str = "ordo-projection";
@@ -28,6 +35,7 @@ struct Row {
     rebuild_heartbeat: Option<i64>,
     rebuild_position: Option<i64>,
     rebuild_total: Option<i64>,
+    read_model_version: i64,
 }
 
 /// A projector's checkpoint row, decoded.
@@ -41,6 +49,8 @@ pub struct Checkpoint {
     pub error: Option<String>,
     /// The rebuild in progress, if one is.
     pub rebuild: Option<RebuildMarker>,
+    /// The version of the read model its tables hold (`Projector::version`).
+    pub read_model_version: u32,
 }
 
 /// Who is rebuilding a projector, when they last said so, and how far they are.
@@ -55,7 +65,7 @@ pub struct RebuildMarker {
 impl Checkpoint {
     /// A projector that has never run.
     pub(crate) fn empty() -> Self {
-        Self { position: 0, status: ProjectorState::Stopped, error: None, rebuild: None }
+        Self { position: 0, status: ProjectorState::Stopped, error: None, rebuild: None, read_model_version: 1 }
     }
 
     fn decode(name: &str, row: Row) -> Result<Self, ProjectionError> {
@@ -78,6 +88,9 @@ impl Checkpoint {
                 .ok_or_else(|| ProjectionError::corrupt(name, format!("unknown status {:?}", row.status)))?,
             error: row.error,
             rebuild,
+            read_model_version: u32::try_from(row.read_model_version).map_err(|_| {
+                ProjectionError::corrupt(name, format!("read model version {}", row.read_model_version))
+            })?,
         })
     }
 
@@ -87,7 +100,8 @@ impl Checkpoint {
     }
 }
 
-const COLUMNS: &str = "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total";
+const COLUMNS: &str =
+    "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total, read_model_version";
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -103,9 +117,15 @@ fn stored(position: Position) -> Result<SqlValue, ProjectionError> {
 
 /// Creates the row if the projector has none yet.
 pub(crate) async fn ensure(tx: &mut ReadModelTx<'_>, name: &str) -> Result<(), ProjectionError> {
+    ensure_at(tx, name, 0).await
+}
+
+/// Creates the row at `position` if there is none yet.
+pub(crate) async fn ensure_at(tx: &mut ReadModelTx<'_>, name: &str, position: Position) -> Result<(), ProjectionError> {
     tx.execute(
-        "INSERT INTO projection_checkpoints (name, updated_at_ms) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        &[name.into(), now_ms().into()],
+        "INSERT INTO projection_checkpoints (name, position, updated_at_ms) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO NOTHING",
+        &[name.into(), stored(position)?, now_ms().into()],
     )
     .await?;
     Ok(())
@@ -217,19 +237,42 @@ pub(crate) async fn rebuild_progress(
     }
 }
 
-/// Ends a rebuild: the checkpoint jumps to `position` (what the new tables hold).
+/// Records the version of the read model the projector's tables hold.
+pub(crate) async fn set_read_model_version(
+    tx: &mut ReadModelTx<'_>,
+    name: &str,
+    version: u32,
+) -> Result<(), ProjectionError> {
+    tx.execute(
+        "UPDATE projection_checkpoints SET read_model_version = $1 WHERE name = $2",
+        &[i64::from(version).into(), name.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends a rebuild: the checkpoint jumps to `position` (what the new tables hold), and
+/// the tables hold read model `version`.
 pub(crate) async fn finish_rebuild(
     tx: &mut ReadModelTx<'_>,
     name: &str,
     owner: &str,
     position: u64,
+    version: u32,
 ) -> Result<(), ProjectionError> {
     let updated = tx
         .execute(
             "UPDATE projection_checkpoints SET position = $1, status = $2, error = NULL, updated_at_ms = $3, \
-             rebuild_owner = NULL, rebuild_heartbeat = NULL, rebuild_position = NULL, rebuild_total = NULL \
-             WHERE name = $4 AND rebuild_owner = $5",
-            &[stored(position)?, ProjectorState::Running.as_str().into(), now_ms().into(), name.into(), owner.into()],
+             rebuild_owner = NULL, rebuild_heartbeat = NULL, rebuild_position = NULL, rebuild_total = NULL, \
+             read_model_version = $6 WHERE name = $4 AND rebuild_owner = $5",
+            &[
+                stored(position)?,
+                ProjectorState::Running.as_str().into(),
+                now_ms().into(),
+                name.into(),
+                owner.into(),
+                i64::from(version).into(),
+            ],
         )
         .await?;
     if updated == 1 {

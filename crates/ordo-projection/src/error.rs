@@ -1,8 +1,11 @@
 //! What can go wrong in a projection, each cause its own variant: an event a
-//! projector cannot apply, a fenced runner, a read-model statement that failed, the
-//! event store failing, corrupt stored state, and requests the runtime refuses.
+//! projector cannot apply, a reaction that failed, a fenced runner, a read-model
+//! statement that failed, the event store failing, corrupt stored state, and requests
+//! the runtime refuses.
 
 use ordo_store::{Position, ReadModelError, StoreError};
+
+use crate::ReactionError;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -10,12 +13,29 @@ pub enum ProjectionError {
     /// The projector cannot apply this event (a bug, or data it does not expect).
     #[error("cannot apply {event_type} at position {position}: {message}")]
     Apply { position: Position, event_type: String, message: String },
+    /// A reactor's reaction to an event failed.
+    #[error("{reactor} could not react to {event_type} at position {position}: {error}")]
+    Reaction {
+        reactor: String,
+        position: Position,
+        event_type: String,
+        #[source]
+        error: ReactionError,
+    },
     /// Another runner (or a rebuild) moved the checkpoint: this runner is stale and
     /// its batch was rolled back.
     #[error("checkpoint of {projector} moved under this runner; its batch was rolled back")]
     Fenced { projector: String },
     #[error("no projector named {0:?}")]
     UnknownProjector(String),
+    /// A read-model operation (a rebuild) asked of a reactor, which keeps no read
+    /// model; replaying its events would act on them again.
+    #[error("{0} is a reactor, not a projector: it has no read model to rebuild")]
+    NotAProjector(String),
+    /// Two projectors or reactors of one runtime share a name (which keys their
+    /// checkpoints).
+    #[error("two projectors or reactors are named {0:?}")]
+    DuplicateName(String),
     #[error("{0} is already being rebuilt")]
     AlreadyRebuilding(String),
     /// A one-stream rebuild of a projector whose rows are not keyed by stream.
@@ -59,12 +79,25 @@ impl ProjectionError {
         }
     }
 
-    /// Whether the same work may succeed later (a lost connection, a busy database).
+    /// Whether the same work may succeed later (a lost connection, a busy database,
+    /// a reaction's transient failure).
     pub fn is_transient(&self) -> bool {
         match self {
             ProjectionError::ReadModel(e) => e.is_transient(),
             ProjectionError::Store(e) => e.is_transient(),
+            ProjectionError::Reaction { error, .. } => matches!(error, ReactionError::Transient { .. }),
             _ => false,
         }
+    }
+
+    /// A reaction's transient failure: retried until it succeeds (what it waits for,
+    /// a conflict to clear or a connection to come back, is out of its hands).
+    pub(crate) fn retries_without_limit(&self) -> bool {
+        matches!(self, ProjectionError::Reaction { error: ReactionError::Transient { .. }, .. })
+    }
+
+    /// A reaction's persistent failure: trying again will not help.
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self, ProjectionError::Reaction { error: ReactionError::Failed { .. }, .. })
     }
 }

@@ -63,6 +63,18 @@ pub trait Projector: Send + Sync + 'static {
     /// The tables it owns.
     fn tables(&self) -> Vec<TableDef>;
 
+    /// The version of the read model — its tables' shape and what its rows mean —
+    /// this projector writes (default 1). Bump it whenever the tables change shape or
+    /// the same events would now give other rows: [`ProjectionRuntime::start`] then
+    /// rebuilds the read model from the first event before it runs the projector
+    /// (`ordo projections rebuild` does the same by hand), and a runtime that only
+    /// knows an older version refuses to write into it.
+    ///
+    /// [`ProjectionRuntime::start`]: crate::ProjectionRuntime::start
+    fn version(&self) -> u32 {
+        1
+    }
+
     /// Applies `events` (in global order, never empty) to the tables in `tables`.
     async fn apply(
         &self,

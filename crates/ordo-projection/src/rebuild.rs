@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::checkpoint;
-use crate::runner::prepare;
+use crate::subscriber::prepare_projector;
 use crate::{ProjectionError, ProjectionRuntime, Projector, TableDef, Tables};
 
 /// How far a rebuild has come.
@@ -23,17 +23,19 @@ pub struct RebuildProgress {
 
 impl ProjectionRuntime {
     /// Rebuilds `name` from the first event; returns how many events it replayed.
+    /// The new tables hold the projector's current [`Projector::version`].
     /// `progress` is told after every batch. Refused with `AlreadyRebuilding` while
-    /// another rebuild of it runs (in any process).
+    /// another rebuild of it runs (in any process), and with `NotAProjector` for a
+    /// reactor.
     pub async fn rebuild(
         &self,
         name: &str,
         progress: impl Fn(RebuildProgress) + Send + Sync,
     ) -> Result<u64, ProjectionError> {
-        let projector = Arc::clone(&self.registered(name)?.projector);
+        let projector = self.projector(name)?;
         let name = projector.name();
         let db = self.inner.db.clone();
-        prepare(&db, &projector).await?;
+        prepare_projector(&db, &projector).await?;
         let owner = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         if let Some(stale) = checkpoint::claim_rebuild(&db, name, owner.clone()).await? {
             // A rebuild that died left its shadow tables behind.
@@ -132,8 +134,8 @@ impl ProjectionRuntime {
     /// and reapplies the stream's events up to the projector's checkpoint, in one
     /// transaction that holds the checkpoint still. Returns how many events it applied.
     pub async fn rebuild_stream(&self, name: &str, stream: &StreamId) -> Result<usize, ProjectionError> {
-        let projector = Arc::clone(&self.registered(name)?.projector);
-        prepare(&self.inner.db, &projector).await?;
+        let projector = self.projector(name)?;
+        prepare_projector(&self.inner.db, &projector).await?;
         let store = Arc::clone(&self.inner.store);
         let stream = stream.clone();
         self.inner
@@ -267,7 +269,8 @@ async fn swap(db: &ReadDb, store: Arc<dyn ordo_store::EventStore>, swap: Swap) -
             for statement in &renames {
                 tx.execute(statement, &[]).await?;
             }
-            checkpoint::finish_rebuild(&mut tx, swap.projector.name(), &swap.owner, position).await?;
+            let version = swap.projector.version();
+            checkpoint::finish_rebuild(&mut tx, swap.projector.name(), &swap.owner, position, version).await?;
             Ok(applied)
         })
     })

@@ -1,9 +1,9 @@
-//! The projection runtime: one task per projector that catches up from its
-//! checkpoint in bounded batches and then follows live events (woken by the store's
-//! signal, polling as a fallback). A runner first takes its projector's lease (see
-//! `ordo_store::LeaseCandidate`) and writes every batch under it, so a runner that
-//! lost its lease cannot write another batch; the checkpoint's compare-and-set fences
-//! any runner that is stale all the same.
+//! The projection runtime: one task per projector (or reactor) that catches up from
+//! its checkpoint in bounded batches and then follows live events (woken by the
+//! store's signal, polling as a fallback). A runner first takes its subscriber's
+//! lease (see `ordo_store::LeaseCandidate`) and handles every batch under it, so a
+//! runner that lost its lease cannot move the checkpoint again; the checkpoint's
+//! compare-and-set fences any runner that is stale all the same.
 
 use ordo_store::{Database, EventStore, Lease, Position, ReadDb, RecordedEvent};
 use std::collections::HashMap;
@@ -13,7 +13,8 @@ use tokio::sync::watch;
 
 use crate::checkpoint;
 use crate::status::{ErrorInfo, ProjectorState};
-use crate::{ProjectionError, Projector, Tables};
+use crate::subscriber::Subscriber;
+use crate::{ProjectionError, Projector, Reactor, Tables};
 
 /// How runners behave; the defaults suit a server.
 #[derive(Clone, Debug)]
@@ -26,9 +27,11 @@ pub struct RunnerConfig {
     pub rebuild_lanes: usize,
     /// How long a runner waits for a wake-up before it looks anyway.
     pub poll_interval: Duration,
-    /// Attempts at an event before the projector stops as `failed`.
+    /// Attempts at an event before the projector stops as `failed` (a reactor's
+    /// transient failures are retried without limit).
     pub max_attempts: u32,
-    /// The first retry delay; it doubles per attempt.
+    /// The first retry delay; it doubles per attempt, up to `retry_base` ×
+    /// 2^`max_attempts`.
     pub retry_base: Duration,
     /// How often a standby node tries for a projector's lease.
     pub lease_retry: Duration,
@@ -48,9 +51,9 @@ impl Default for RunnerConfig {
     }
 }
 
-/// One projector as the runtime holds it.
+/// One projector or reactor as the runtime holds it.
 pub(crate) struct Registered {
-    pub(crate) projector: Arc<dyn Projector>,
+    pub(crate) subscriber: Subscriber,
     pub(crate) position: watch::Sender<Position>,
     pub(crate) live: Mutex<Live>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -67,11 +70,11 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn EventStore>,
     pub(crate) db: ReadDb,
     pub(crate) config: RunnerConfig,
-    pub(crate) projectors: HashMap<&'static str, Registered>,
+    pub(crate) subscribers: HashMap<&'static str, Registered>,
     shutdown: watch::Sender<bool>,
 }
 
-/// Runs projectors, reports on them, and rebuilds them.
+/// Runs projectors and reactors, reports on them, and rebuilds read models.
 #[derive(Clone)]
 pub struct ProjectionRuntime {
     pub(crate) inner: Arc<Inner>,
@@ -106,22 +109,36 @@ impl ProjectionRuntime {
         projectors: Vec<Arc<dyn Projector>>,
         config: RunnerConfig,
     ) -> Result<Self, ProjectionError> {
+        Self::open_with(database, projectors, Vec::new(), config).await
+    }
+
+    /// A runtime for `projectors` and `reactors` (see [`Reactor`]); their names must
+    /// be unique among them all.
+    pub async fn open_with(
+        database: Database,
+        projectors: Vec<Arc<dyn Projector>>,
+        reactors: Vec<Arc<dyn Reactor>>,
+        config: RunnerConfig,
+    ) -> Result<Self, ProjectionError> {
         database.read_db.migrate(checkpoint::COMPONENT, checkpoint::MIGRATIONS).await?;
         let Database { store, read_db: db } = database;
-        let projectors = projectors
-            .into_iter()
-            .map(|projector| {
-                let registered = Registered {
-                    projector: Arc::clone(&projector),
-                    position: watch::channel(0).0,
-                    live: Mutex::new(Live { state: ProjectorState::Stopped, error: None }),
-                    task: Mutex::new(None),
-                };
-                (projector.name(), registered)
-            })
-            .collect();
+        let all =
+            projectors.into_iter().map(Subscriber::Projector).chain(reactors.into_iter().map(Subscriber::Reactor));
+        let mut subscribers = HashMap::new();
+        for subscriber in all {
+            let name = subscriber.name();
+            let registered = Registered {
+                subscriber,
+                position: watch::channel(0).0,
+                live: Mutex::new(Live { state: ProjectorState::Stopped, error: None }),
+                task: Mutex::new(None),
+            };
+            if subscribers.insert(name, registered).is_some() {
+                return Err(ProjectionError::DuplicateName(name.to_owned()));
+            }
+        }
         let shutdown = watch::channel(false).0;
-        Ok(Self { inner: Arc::new(Inner { store, db, config, projectors, shutdown }) })
+        Ok(Self { inner: Arc::new(Inner { store, db, config, subscribers, shutdown }) })
     }
 
     /// The event store the runtime reads.
@@ -134,32 +151,72 @@ impl ProjectionRuntime {
         &self.inner.db
     }
 
-    /// The names of the registered projectors.
+    /// The names of the registered projectors and reactors.
     pub fn names(&self) -> Vec<&'static str> {
-        let mut names: Vec<_> = self.inner.projectors.keys().copied().collect();
+        let mut names: Vec<_> = self.inner.subscribers.keys().copied().collect();
         names.sort_unstable();
         names
     }
 
     pub(crate) fn registered(&self, name: &str) -> Result<&Registered, ProjectionError> {
-        self.inner.projectors.get(name).ok_or_else(|| ProjectionError::UnknownProjector(name.to_owned()))
+        self.inner.subscribers.get(name).ok_or_else(|| ProjectionError::UnknownProjector(name.to_owned()))
     }
 
-    /// Creates every projector's tables and checkpoint, if missing.
+    /// The projector named `name` (`NotAProjector` for a reactor).
+    pub(crate) fn projector(&self, name: &str) -> Result<Arc<dyn Projector>, ProjectionError> {
+        match &self.registered(name)?.subscriber {
+            Subscriber::Projector(projector) => Ok(Arc::clone(projector)),
+            Subscriber::Reactor(_) => Err(ProjectionError::NotAProjector(name.to_owned())),
+        }
+    }
+
+    /// Creates every projector's tables and checkpoint, and every reactor's
+    /// checkpoint, if missing.
     pub async fn prepare(&self) -> Result<(), ProjectionError> {
-        for registered in self.inner.projectors.values() {
-            prepare(&self.inner.db, &registered.projector).await?;
+        for registered in self.inner.subscribers.values() {
+            registered.subscriber.prepare(&self.inner.db, &*self.inner.store).await?;
         }
         Ok(())
     }
 
-    /// Creates what is missing (tables, checkpoints), then starts a runner per
-    /// projector (one that is already running is left alone). Read models can be
-    /// queried as soon as this returns.
+    /// Creates what is missing (tables, checkpoints), rebuilds every read model whose
+    /// tables hold an older [`Projector::version`] than its projector's, then starts
+    /// a runner per projector and reactor (one that is already running is left
+    /// alone). Read models can be queried as soon as this returns.
     pub async fn start(&self) -> Result<(), ProjectionError> {
         self.prepare().await?;
+        self.upgrade().await?;
         for name in self.names() {
             self.resume(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds each read model whose tables hold an older version than its
+    /// projector writes, or waits while another process does.
+    async fn upgrade(&self) -> Result<(), ProjectionError> {
+        for name in self.names() {
+            let Ok(projector) = self.projector(name) else { continue };
+            loop {
+                let held = checkpoint::load(&self.inner.db, name).await?;
+                if held.read_model_version >= projector.version() {
+                    break;
+                }
+                if held.live_rebuild().is_none() {
+                    tracing::info!(
+                        projector = name,
+                        held = held.read_model_version,
+                        wanted = projector.version(),
+                        "rebuilding a read model of an older version before running its projector"
+                    );
+                    match self.rebuild(name, |_| {}).await {
+                        Ok(_) | Err(ProjectionError::AlreadyRebuilding(_)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Another process rebuilds it (a dead one's marker goes stale in time).
+                tokio::time::sleep(self.inner.config.lease_retry).await;
+            }
         }
         Ok(())
     }
@@ -179,7 +236,7 @@ impl ProjectionRuntime {
             let _ = task.await;
         }
         let runtime = self.clone();
-        let name = registered.projector.name();
+        let name = registered.subscriber.name();
         *lock(&registered.task) = Some(tokio::spawn(async move { runtime.run(name).await }));
         Ok(())
     }
@@ -187,7 +244,7 @@ impl ProjectionRuntime {
     /// Asks every runner to stop at its next batch boundary and waits for them.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
-        for registered in self.inner.projectors.values() {
+        for registered in self.inner.subscribers.values() {
             let task = lock(&registered.task).take();
             if let Some(task) = task {
                 let _ = task.await;
@@ -292,20 +349,23 @@ impl ProjectionRuntime {
             Ok(r) => r,
             Err(e) => return Stop::on(e),
         };
-        let projector = Arc::clone(&registered.projector);
-        if let Err(e) = prepare(&self.inner.db, &projector).await {
-            return Stop::on(e);
-        }
-        if let Err(e) = checkpoint::set_status(&self.inner.db, name, ProjectorState::Running, None).await {
+        let subscriber = registered.subscriber.clone();
+        if let Err(e) = subscriber.prepare(&self.inner.db, &*self.inner.store).await {
             return Stop::on(e);
         }
         let mut position = match checkpoint::load(&self.inner.db, name).await {
-            Ok(c) => c.position,
+            Ok(c) => match version_mismatch(&subscriber, c.read_model_version) {
+                Some(error) => return Stop::Failed(error),
+                None => c.position,
+            },
             Err(e) => return Stop::on(e),
         };
+        if let Err(e) = checkpoint::set_status(&self.inner.db, name, ProjectorState::Running, None).await {
+            return Stop::on(e);
+        }
         registered.position.send_replace(position);
-        let filter = projector.filter();
-        let tables = Tables::live(&projector.tables());
+        let filter = subscriber.filter();
+        let tables = Tables::live(&subscriber.tables());
         let mut signal = self.inner.store.subscribe();
         let mut shutdown = self.inner.shutdown.subscribe();
         let batch_size = self.inner.config.batch_size;
@@ -331,7 +391,7 @@ impl ProjectionRuntime {
             }
             let state = if events.len() == batch_size { ProjectorState::CatchingUp } else { ProjectorState::Running };
             self.set_live(name, state, None);
-            match self.apply_with_retries(&projector, &tables, &mut lease, position, events).await {
+            match self.apply_with_retries(&subscriber, &tables, &mut lease, position, events).await {
                 Ok(to) => position = to,
                 Err(Settle::Fenced) => {
                     // A rebuild swapped the tables or another runner moved on: start
@@ -343,6 +403,7 @@ impl ProjectionRuntime {
                 }
                 Err(Settle::Disconnected(e)) => return Stop::Disconnected(e),
                 Err(Settle::Failed(error)) => return Stop::Failed(error),
+                Err(Settle::Shutdown) => return Stop::Shutdown,
             }
             registered.position.send_replace(position);
             metrics::gauge!("ordo_projection_position", "projection" => name).set(position as f64);
@@ -353,14 +414,14 @@ impl ProjectionRuntime {
     /// retries it with backoff before giving up. Returns the new position.
     async fn apply_with_retries(
         &self,
-        projector: &Arc<dyn Projector>,
+        subscriber: &Subscriber,
         tables: &Tables,
         lease: &mut Lease,
         from: Position,
         events: Vec<RecordedEvent>,
     ) -> Result<Position, Settle> {
         let events = Arc::new(events);
-        match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
+        match subscriber.handle(tables, lease, from, Arc::clone(&events)).await {
             Ok(to) => return Ok(to),
             Err(e) => settle_or(e)?,
         };
@@ -368,37 +429,65 @@ impl ProjectionRuntime {
         // retried alone with backoff and named if it keeps failing.
         let mut position = from;
         for event in events.iter() {
-            position = self.apply_one(projector, tables, lease, position, event.clone()).await?;
+            position = self.apply_one(subscriber, tables, lease, position, event.clone()).await?;
         }
         Ok(position)
     }
 
+    /// Handles one event, retrying it with backoff: up to `max_attempts` times, or
+    /// for as long as it takes if it is a reactor's transient failure (until
+    /// shutdown); a reactor's persistent failure stops at once.
     async fn apply_one(
         &self,
-        projector: &Arc<dyn Projector>,
+        subscriber: &Subscriber,
         tables: &Tables,
         lease: &mut Lease,
         from: Position,
         event: RecordedEvent,
     ) -> Result<Position, Settle> {
         let events = Arc::new(vec![event]);
-        let mut delay = self.inner.config.retry_base;
+        let config = &self.inner.config;
+        let longest = config.retry_base.saturating_mul(1 << config.max_attempts.min(16));
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut delay = config.retry_base;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match apply_batch(projector, tables, lease, from, Arc::clone(&events)).await {
+            let error = match subscriber.handle(tables, lease, from, Arc::clone(&events)).await {
                 Ok(to) => return Ok(to),
                 Err(e) => settle_or(e)?,
             };
-            if attempt >= self.inner.config.max_attempts {
+            let gives_up = attempt >= config.max_attempts && !error.retries_without_limit();
+            if gives_up || error.is_permanent() {
                 return Err(Settle::Failed(ErrorInfo::at(&events[0], &error)));
             }
-            tracing::warn!(projector = projector.name(), attempt, error = %error, "retrying an event");
+            tracing::warn!(subscriber = subscriber.name(), attempt, error = %error, "retrying an event");
             let jittered = delay.mul_f64(0.5 + rand::random::<f64>() / 2.0);
-            tokio::time::sleep(jittered).await;
-            delay = delay.saturating_mul(2);
+            tokio::select! {
+                _ = tokio::time::sleep(jittered) => {}
+                _ = shutdown.wait_for(|stop| *stop) => return Err(Settle::Shutdown),
+            }
+            delay = delay.saturating_mul(2).min(longest);
         }
     }
+}
+
+/// Why a subscriber's checkpoint row says it must not run: a projector whose tables
+/// hold another version of its read model than it writes.
+fn version_mismatch(subscriber: &Subscriber, held: u32) -> Option<ErrorInfo> {
+    let Subscriber::Projector(projector) = subscriber else { return None };
+    let (name, wanted) = (projector.name(), projector.version());
+    let message = match held.cmp(&wanted) {
+        std::cmp::Ordering::Equal => return None,
+        std::cmp::Ordering::Less => format!(
+            "its tables hold version {held} of the read model, the projector writes version {wanted}: \
+             rebuild it (`ordo projections rebuild {name}`, or restart the runtime)"
+        ),
+        std::cmp::Ordering::Greater => {
+            format!("its tables hold version {held} of the read model, newer than the {wanted} this binary knows")
+        }
+    };
+    Some(ErrorInfo { position: None, event_type: None, message })
 }
 
 /// How a batch attempt that did not commit is settled.
@@ -406,6 +495,7 @@ enum Settle {
     Fenced,
     Disconnected(ProjectionError),
     Failed(ErrorInfo),
+    Shutdown,
 }
 
 /// Fenced and connection errors end the attempt at once; other errors are returned
@@ -416,51 +506,6 @@ fn settle_or(e: ProjectionError) -> Result<ProjectionError, Settle> {
         e if e.is_connection_lost() => Err(Settle::Disconnected(e)),
         other => Ok(other),
     }
-}
-
-/// Applies one batch and moves the checkpoint past it, in one transaction.
-async fn apply_batch(
-    projector: &Arc<dyn Projector>,
-    tables: &Tables,
-    lease: &mut Lease,
-    from: Position,
-    events: Arc<Vec<RecordedEvent>>,
-) -> Result<Position, ProjectionError> {
-    let to = events.last().map_or(from, |e| e.position);
-    let (projector, tables) = (Arc::clone(projector), tables.clone());
-    lease
-        .transaction(move |mut tx| {
-            Box::pin(async move {
-                // Writes first, then the checkpoint: the same lock order as a rebuild's swap.
-                projector.apply(&mut tx, &tables, &events).await?;
-                checkpoint::advance(&mut tx, projector.name(), from, to).await?;
-                Ok(to)
-            })
-        })
-        .await
-}
-
-/// Creates the projector's live tables (with their indexes) and checkpoint row if
-/// they are missing. A table that exists is left alone: after a rebuild its indexes
-/// carry the names they were built under.
-pub(crate) async fn prepare(db: &ReadDb, projector: &Arc<dyn Projector>) -> Result<(), ProjectionError> {
-    let name = projector.name();
-    let tables = projector.tables();
-    db.transaction(move |mut tx| {
-        Box::pin(async move {
-            for table in &tables {
-                if tx.table_exists(table.name).await? {
-                    continue;
-                }
-                tx.execute(&table.create_sql(table.name), &[]).await?;
-                for index in table.index_sql(table.name) {
-                    tx.execute(&index, &[]).await?;
-                }
-            }
-            checkpoint::ensure(&mut tx, name).await
-        })
-    })
-    .await
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

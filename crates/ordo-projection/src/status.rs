@@ -61,6 +61,9 @@ impl ErrorInfo {
             ProjectionError::Apply { position, event_type, message } => {
                 Self { position: Some(*position), event_type: Some(event_type.clone()), message: message.clone() }
             }
+            ProjectionError::Reaction { position, event_type, error, .. } => {
+                Self { position: Some(*position), event_type: Some(event_type.clone()), message: error.to_string() }
+            }
             other => Self {
                 position: Some(event.position),
                 event_type: Some(event.event_type.clone()),
@@ -109,7 +112,7 @@ impl ProjectionRuntime {
         let registered = self.registered(name)?;
         let row = checkpoint::load(&self.inner.db, name).await?;
         let position = row.position;
-        let filter = registered.projector.filter();
+        let filter = registered.subscriber.filter();
         let lag = self.inner.store.count_after(position, &filter).await?;
         let lag_seconds = if lag == 0 {
             0.0
