@@ -24,8 +24,10 @@ use crate::{checkpoint, ProjectionError};
 pub enum StartFrom {
     /// The first event: it reacts to the whole history.
     Beginning,
-    /// The events after the newest one when it is first prepared: switching a reactor
-    /// on in a system with a history does not act on that history.
+    /// The events after the newest one `$all` readers see when it is first prepared:
+    /// switching a reactor on in a system with a history does not act on that
+    /// history. (On PostgreSQL, events committing at that moment may not be seen yet,
+    /// and are then reacted to.)
     Now,
 }
 
