@@ -73,6 +73,7 @@ impl OrderFulfillment {
         Self { orders, stock, counters: Counters::default() }
     }
 
+    /// What it did since it was made.
     pub fn stats(&self) -> FulfillmentStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FulfillmentStats {

@@ -5,6 +5,8 @@
 //! manager ([`fulfillment`]) that reserves an order's stock when it is placed,
 //! cancels it when stock runs short, and releases or commits reservations later.
 
+#![warn(missing_docs)]
+
 pub mod fulfillment;
 pub mod read_model;
 mod stock;

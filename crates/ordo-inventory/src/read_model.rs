@@ -34,8 +34,11 @@ const COLUMNS: &str = "sku, on_hand, reserved, available, version";
 /// A SKU's stock as the read model holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StockLevel {
+    /// The SKU.
     pub sku: String,
+    /// Units in the warehouse, reserved or not.
     pub on_hand: i64,
+    /// Units held by reservations.
     pub reserved: i64,
     /// On hand − reserved: what a reservation may still take.
     pub available: i64,

@@ -13,23 +13,42 @@ use crate::values::{ReservationId, StockQuantity};
 /// What can be asked of a stock item.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StockCommand {
-    /// Units arrived.
-    Restock { quantity: StockQuantity },
+    /// `quantity` units arrived.
+    Restock {
+        /// How many.
+        quantity: StockQuantity,
+    },
     /// Holds `quantity` units for `reservation_id`, if that many are available.
-    Reserve { reservation_id: ReservationId, quantity: StockQuantity },
-    /// Gives a reservation's units back.
-    Release { reservation_id: ReservationId },
-    /// A reservation's units leave the warehouse (the order shipped).
-    Commit { reservation_id: ReservationId },
+    Reserve {
+        /// Who holds them; one reservation per id and SKU.
+        reservation_id: ReservationId,
+        /// How many.
+        quantity: StockQuantity,
+    },
+    /// Gives the units of `reservation_id` back.
+    Release {
+        /// The reservation.
+        reservation_id: ReservationId,
+    },
+    /// The units of `reservation_id` leave the warehouse (the order shipped).
+    Commit {
+        /// The reservation.
+        reservation_id: ReservationId,
+    },
 }
 
 /// What happened to a stock item. The variant names are the stored event types.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
+#[allow(missing_docs)] // the fields are those of the commands above
 pub enum StockEvent {
+    /// Units arrived.
     Restocked { quantity: i64 },
+    /// Units are held for a reservation.
     Reserved { reservation_id: String, quantity: i64 },
+    /// A reservation's units are available again.
     Released { reservation_id: String, quantity: i64 },
+    /// A reservation's units left the warehouse.
     ReservationCommitted { reservation_id: String, quantity: i64 },
 }
 
@@ -39,12 +58,27 @@ impl DomainEvent for StockEvent {}
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum StockRejection {
+    /// The reservation would oversell.
     #[error("only {available} available, {requested} requested")]
-    InsufficientStock { available: i64, requested: i64 },
+    InsufficientStock {
+        /// Units a reservation could take when it was decided.
+        available: i64,
+        /// Units it asked for.
+        requested: i64,
+    },
+    /// A reservation with this id is held already.
     #[error("reservation {reservation_id} already exists")]
-    ReservationExists { reservation_id: String },
+    ReservationExists {
+        /// The id.
+        reservation_id: String,
+    },
+    /// No reservation with this id is held (never made, released or committed).
     #[error("no reservation {reservation_id}")]
-    UnknownReservation { reservation_id: String },
+    UnknownReservation {
+        /// The id.
+        reservation_id: String,
+    },
+    /// A restock beyond what can be counted.
     #[error("the stock on hand would overflow")]
     TooMuchStock,
 }
@@ -64,6 +98,7 @@ impl StockRejection {
 /// A SKU's stock, rebuilt from its events. An item never restocked has nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockItem {
+    /// Units in the warehouse, reserved or not.
     pub on_hand: i64,
     /// Units held, by reservation id.
     pub reservations: BTreeMap<String, i64>,

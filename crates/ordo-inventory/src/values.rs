@@ -8,7 +8,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ValidationError {
+    /// The field, as a request names it.
     pub field: &'static str,
+    /// What is wrong with its value.
     pub reason: String,
 }
 
@@ -37,12 +39,15 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<String, Validati
 pub struct Sku(String);
 
 impl Sku {
+    /// The longest SKU, in characters.
     pub const MAX_CHARS: usize = 64;
 
+    /// `value` as a SKU, if it is one.
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         text("sku", value, Self::MAX_CHARS).map(Self)
     }
 
+    /// The SKU as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -60,12 +65,15 @@ impl Sku {
 pub struct ReservationId(String);
 
 impl ReservationId {
+    /// The longest reservation id, in characters.
     pub const MAX_CHARS: usize = 256;
 
+    /// `value` as a reservation id, if it is one.
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
         text("reservation_id", value, Self::MAX_CHARS).map(Self)
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -108,8 +116,10 @@ text_conversions!(Sku, ReservationId);
 pub struct StockQuantity(i64);
 
 impl StockQuantity {
+    /// The most units one command moves.
     pub const MAX: i64 = 1_000_000;
 
+    /// `value` units, if that is 1 to [`StockQuantity::MAX`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         if (1..=Self::MAX).contains(&value) {
             Ok(Self(value))
@@ -118,6 +128,7 @@ impl StockQuantity {
         }
     }
 
+    /// The number of units.
     pub fn get(self) -> i64 {
         self.0
     }

@@ -167,8 +167,10 @@ impl From<UnitPrice> for i64 {
 pub struct DiscountPercent(u8);
 
 impl DiscountPercent {
+    /// The largest discount, in percent.
     pub const MAX: u8 = 50;
 
+    /// `value` percent, if that is 1 to [`DiscountPercent::MAX`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         match u8::try_from(value) {
             Ok(p) if (1..=Self::MAX).contains(&p) => Ok(Self(p)),
@@ -176,6 +178,7 @@ impl DiscountPercent {
         }
     }
 
+    /// The percent.
     pub fn get(self) -> u8 {
         self.0
     }

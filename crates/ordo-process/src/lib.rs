@@ -51,6 +51,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 use ordo_core::{Aggregate, CommandError, CommandHandler, CommandRequest, Committed, IdempotencyKey};
 pub use ordo_projection::{ReactionError, Reactor, StartFrom};
 use ordo_store::RecordedEvent;
@@ -66,10 +68,18 @@ pub struct Reaction<'e> {
 /// What a command sent by a reaction came to: both are outcomes to react on.
 #[derive(Debug)]
 pub enum Sent<A: Aggregate> {
-    /// It committed (`committed.replayed`: on an earlier delivery of the event).
-    Done { committed: Committed<A::Event> },
-    /// The aggregate refused it (`replayed`: on an earlier delivery of the event).
-    Refused { rejection: A::Rejection, replayed: bool },
+    /// It committed.
+    Done {
+        /// What it appended (`replayed`: on an earlier delivery of the event).
+        committed: Committed<A::Event>,
+    },
+    /// The aggregate refused it.
+    Refused {
+        /// Why.
+        rejection: A::Rejection,
+        /// Refused on an earlier delivery of the event, and replayed now.
+        replayed: bool,
+    },
 }
 
 impl<A: Aggregate> Sent<A> {

@@ -16,9 +16,13 @@ pub enum ProjectionError {
     /// A reactor's reaction to an event failed.
     #[error("{reactor} could not react to {event_type} at position {position}: {error}")]
     Reaction {
+        /// The reactor's name.
         reactor: String,
+        /// The event's position.
         position: Position,
+        /// The event's stored type name.
         event_type: String,
+        /// What the reaction answered.
         #[source]
         error: ReactionError,
     },

@@ -87,11 +87,17 @@ pub enum ReactionError {
     /// It may succeed if tried again unchanged (a lost connection, a conflict that
     /// outlasted the command handler's retries, a duplicate in flight).
     #[error("{reason}")]
-    Transient { reason: String },
+    Transient {
+        /// What went wrong, for the logs and the status.
+        reason: String,
+    },
     /// Trying again will not help (a bug, corrupt data, a key reused for another
     /// command).
     #[error("{reason}")]
-    Failed { reason: String },
+    Failed {
+        /// What went wrong, for the logs and the status.
+        reason: String,
+    },
 }
 
 impl ReactionError {
