@@ -351,6 +351,13 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
                     return Err(wrong_version(request, actual));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
+                // The statement was sent: it may have committed before the connection
+                // broke, so the caller must not take it for "nothing happened".
+                RaceOutcome::Other if e.is_connection_lost() => {
+                    return Err(StoreError::CommitFailed(format!(
+                        "the connection broke during the append, which may have committed: {e}"
+                    )))
+                }
                 RaceOutcome::Other => return Err(e),
             },
         }
