@@ -347,7 +347,7 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
             Err(e) => match classify(&e, request) {
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
-                    let actual = stream_version(&mut *conn, request.stream_id.as_str()).await?;
+                    let actual = crate::queries::stream_version(&mut *conn, request.stream_id.as_str()).await?;
                     return Err(wrong_version(request, actual));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
@@ -390,17 +390,6 @@ fn classify(e: &StoreError, request: &AppendRequest) -> RaceOutcome {
         }
     }
     RaceOutcome::Other
-}
-
-pub(crate) async fn stream_version<'e, E>(executor: E, stream_id: &str) -> Result<Version, StoreError>
-where
-    E: sqlx::PgExecutor<'e>,
-{
-    let v: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-        .bind(stream_id)
-        .fetch_one(executor)
-        .await?;
-    from_db(v)
 }
 
 /// An append whose transaction is still open: its events have their positions but are
