@@ -20,6 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::queries::Shared;
 use crate::rows::{self, from_db, limit, to_db, EventRow, EVENT_COLUMNS};
 use crate::signal::SignalSender;
 use crate::{
@@ -160,7 +161,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        crate::queries::ping(&self.pool).await
+        Shared(&self.pool).ping().await
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
@@ -176,7 +177,7 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // No watermark: a stream's versions are contiguous and committed atomically
         // per append, so its readers can never skip anything.
-        crate::queries::read_stream(&self.pool, stream_id, from_version, max).await
+        Shared(&self.pool).read_stream(stream_id, from_version, max).await
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Version, StoreError> {
@@ -236,7 +237,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        crate::queries::find_idempotency(&self.pool, scope, key).await
+        Shared(&self.pool).find_idempotency(scope, key).await
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -250,6 +251,6 @@ impl EventStore for PostgresStore {
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        crate::queries::load_snapshot(&self.pool, stream_id).await
+        Shared(&self.pool).load_snapshot(stream_id).await
     }
 }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::queries::Shared;
 use crate::rows::{self, from_db, limit, to_db, EventRow, EVENT_COLUMNS};
 use crate::signal::SignalSender;
 use crate::{
@@ -281,7 +282,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        crate::queries::ping(&self.reads).await
+        Shared(&self.reads).ping().await
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
@@ -297,7 +298,7 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // No watermark: a stream's versions are contiguous and committed atomically
         // per append, so its readers can never skip anything.
-        crate::queries::read_stream(&self.reads, stream_id, from_version, max).await
+        Shared(&self.reads).read_stream(stream_id, from_version, max).await
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Version, StoreError> {
@@ -341,7 +342,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        crate::queries::find_idempotency(&self.reads, scope, key).await
+        Shared(&self.reads).find_idempotency(scope, key).await
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -365,6 +366,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        crate::queries::load_snapshot(&self.reads, stream_id).await
+        Shared(&self.reads).load_snapshot(stream_id).await
     }
 }
