@@ -1,0 +1,335 @@
+//! The seam between HTTP and the library crates: every call into `ordo-core`,
+//! `ordo-orders`, `ordo-projection` and `ordo-store` is in this module, and every
+//! library error becomes an [`ApiError`] here. Routes see only DTOs, [`OrderCmd`] and
+//! [`CommandDone`], so a change of a library API is an edit here alone.
+
+mod parse;
+
+use ordo_core::{Aggregate, CommandError, CommandHandler, CommandRequest, Expectation, HandlerConfig, IdempotencyKey};
+use ordo_orders::read_model::{self, ListOrders, OrderSummary, ORDER_SUMMARIES};
+use ordo_orders::{Order, OrderRejection};
+use ordo_projection::{ProjectionError, ProjectionRuntime, ProjectorState};
+use ordo_store::{EventMetadata, ExpectedVersion, StoreError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Span;
+use uuid::Uuid;
+
+use crate::dto::{
+    EventView, ItemView, OrderPageView, OrderStatusName, OrderView, ProjectionErrorView, ProjectionView, RebuildView,
+};
+use crate::error::{ApiError, RejectionClass};
+use crate::extract::Precondition;
+
+pub use parse::{add_item, cancel, create, pay, ship, OrderCmd};
+
+/// What every idempotency key is unique within: one scope for all routes, so a key
+/// reused on another route is caught as a different request.
+const IDEMPOTENCY_SCOPE: &str = "http";
+/// Events read per page of `GET /orders/{id}/events`.
+const EVENTS_PAGE: usize = 1_000;
+
+/// A command to run, as a route hands it over.
+pub struct CommandCall {
+    pub order_id: Uuid,
+    pub command: OrderCmd,
+    pub precondition: Precondition,
+    /// The `Idempotency-Key` and the request's fingerprint.
+    pub idempotency: Option<(String, String)>,
+    pub request_id: Option<String>,
+}
+
+/// A committed command, or the replay of one.
+#[derive(Debug)]
+pub struct CommandDone {
+    pub order_id: String,
+    pub version: u64,
+    pub position: u64,
+    pub replayed: bool,
+}
+
+/// The order domain and its projections, as the HTTP layer uses them.
+#[derive(Clone)]
+pub struct Domain {
+    handler: Arc<CommandHandler<Order>>,
+    runtime: ProjectionRuntime,
+    rebuilds: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Domain {
+    pub fn new(runtime: ProjectionRuntime) -> Self {
+        let handler = Arc::new(CommandHandler::new(Arc::clone(runtime.store()), HandlerConfig::default()));
+        Self { handler, runtime, rebuilds: Arc::default() }
+    }
+
+    /// Runs a command; `Ok` means its events are committed (or it is the replay of a
+    /// committed one).
+    pub async fn execute(&self, call: CommandCall) -> Result<CommandDone, ApiError> {
+        let creates = call.command.creates();
+        let order_id = call.order_id.hyphenated().to_string();
+        let expectation = match call.precondition {
+            Precondition::None => Expectation::Latest,
+            Precondition::Exists => Expectation::Pinned(ExpectedVersion::StreamExists),
+            Precondition::Version(v) => Expectation::Pinned(ExpectedVersion::Exact(v)),
+            Precondition::Absent => Expectation::Pinned(ExpectedVersion::NoStream),
+        };
+        let mut metadata = EventMetadata::default();
+        if let Some(id) = call.request_id {
+            metadata.extra.insert("request_id".into(), id.into());
+        }
+        let mut request =
+            CommandRequest::new(order_id, call.command.into_inner()).expecting(expectation).with_metadata(metadata);
+        if let Some((key, fingerprint)) = call.idempotency {
+            request = request.with_idempotency(IdempotencyKey { scope: IDEMPOTENCY_SCOPE.into(), key, fingerprint });
+        }
+        let outcome = self.handler.handle(request).await;
+        let span = Span::current();
+        match outcome {
+            Ok(committed) => {
+                span.record("outcome", if committed.replayed { "replayed" } else { "committed" });
+                Ok(CommandDone {
+                    order_id: committed.aggregate_id,
+                    version: committed.version,
+                    position: committed.position,
+                    replayed: committed.replayed,
+                })
+            }
+            Err(e) => {
+                let error = command_error(e, creates);
+                span.record("outcome", error.status_and_code().1);
+                Err(error)
+            }
+        }
+    }
+
+    /// The order as the read model has it now.
+    pub async fn order(&self, id: &Uuid) -> Result<OrderView, ApiError> {
+        let summary =
+            read_model::get_order(self.runtime.db(), &id.hyphenated().to_string()).await.map_err(projection_error)?;
+        summary.map(order_view).transpose()?.ok_or(ApiError::OrderNotFound { replayed: false })
+    }
+
+    /// The order once the read model has applied `min_version` of it, waiting at most
+    /// `wait`. An order with no events at all is not found at once.
+    pub async fn order_at_least(&self, id: &Uuid, min_version: u64, wait: Duration) -> Result<OrderView, ApiError> {
+        let order_id = id.hyphenated().to_string();
+        let stream = CommandHandler::<Order>::stream_id(&order_id).map_err(|e| store_error(&e))?;
+        if self.runtime.store().stream_version(&stream).await.map_err(|e| store_error(&e))? == 0 {
+            return Err(ApiError::OrderNotFound { replayed: false });
+        }
+        match read_model::wait_for_order(&self.runtime, &order_id, min_version, wait).await {
+            Ok(Ok(summary)) => order_view(summary),
+            Ok(Err(_behind)) => Err(ApiError::ProjectionLagging { min_version }),
+            Err(e) => Err(projection_error(e)),
+        }
+    }
+
+    /// A page of orders, by creation.
+    pub async fn list(
+        &self,
+        customer_id: Option<String>,
+        status: Option<&str>,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> Result<OrderPageView, ApiError> {
+        let status = status
+            .map(|s| {
+                ordo_orders::OrderStatus::parse(s).ok_or_else(|| {
+                    ApiError::InvalidQuery(format!(
+                        "status {s:?} is not one of draft, placed, paid, shipped, delivered, cancelled"
+                    ))
+                })
+            })
+            .transpose()?;
+        if let Some(cursor) = &cursor {
+            read_model::parse_cursor(cursor)
+                .map_err(|_| ApiError::InvalidQuery(format!("invalid cursor {cursor:?}")))?;
+        }
+        let query = ListOrders { customer_id, status, limit, cursor };
+        let page = read_model::list_orders(self.runtime.db(), &query).await.map_err(|e| match e {
+            read_model::ListError::InvalidCursor(_) => ApiError::InvalidQuery("invalid cursor".into()),
+            read_model::ListError::Projection(e) => projection_error(e),
+        })?;
+        let orders = page.orders.into_iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
+        Ok(OrderPageView { orders, next_cursor: page.next_cursor })
+    }
+
+    /// The order's stream, oldest first, straight from the event store.
+    pub async fn events(&self, id: &Uuid) -> Result<Vec<EventView>, ApiError> {
+        let stream = CommandHandler::<Order>::stream_id(&id.hyphenated().to_string()).map_err(|e| store_error(&e))?;
+        let store = self.runtime.store();
+        let mut events = Vec::new();
+        loop {
+            let from = events.len() as u64 + 1;
+            let page = store.read_stream(&stream, from, EVENTS_PAGE).await.map_err(|e| store_error(&e))?;
+            let full = page.len() == EVENTS_PAGE;
+            for e in page {
+                events.push(EventView {
+                    version: e.version,
+                    position: e.position,
+                    event_id: e.event_id.hyphenated().to_string(),
+                    r#type: e.event_type,
+                    data: e.data,
+                    metadata: serde_json::to_value(&e.metadata).map_err(|e| ApiError::Internal(e.to_string()))?,
+                    recorded_at: e.recorded_at,
+                });
+            }
+            if !full {
+                break;
+            }
+        }
+        if events.is_empty() {
+            return Err(ApiError::OrderNotFound { replayed: false });
+        }
+        Ok(events)
+    }
+
+    /// Every projector's status.
+    pub async fn projections(&self) -> Result<Vec<ProjectionView>, ApiError> {
+        let statuses = self.runtime.statuses().await.map_err(projection_error)?;
+        Ok(statuses
+            .into_iter()
+            .map(|s| ProjectionView {
+                name: s.name,
+                position: s.position,
+                head: s.head,
+                lag: s.lag,
+                lag_seconds: s.lag_seconds,
+                status: s.status.as_str().to_owned(),
+                error: s.error.map(|e| ProjectionErrorView {
+                    position: e.position,
+                    event_type: e.event_type,
+                    message: e.message,
+                }),
+                rebuild: s.rebuild.map(|(done, total)| RebuildView { done, total }),
+            })
+            .collect())
+    }
+
+    /// Starts rebuilding `name` in the background; progress shows in `projections`.
+    pub async fn start_rebuild(&self, name: &str) -> Result<String, ApiError> {
+        let Some(name) = self.runtime.names().into_iter().find(|n| *n == name) else {
+            return Err(ApiError::ProjectionNotFound(name.to_owned()));
+        };
+        let statuses = self.runtime.statuses().await.map_err(projection_error)?;
+        if statuses.iter().any(|s| s.name == name && s.status == ProjectorState::Rebuilding) {
+            return Err(ApiError::RebuildInProgress(name.to_owned()));
+        }
+        let runtime = self.runtime.clone();
+        let task = tokio::spawn(async move {
+            match runtime.rebuild(name, |_| {}).await {
+                Ok(events) => tracing::info!(projection = name, events, "rebuild finished"),
+                Err(e) => tracing::warn!(projection = name, error = %e, "rebuild failed"),
+            }
+        });
+        let mut rebuilds = self.rebuilds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        rebuilds.retain(|t| !t.is_finished());
+        rebuilds.push(task);
+        Ok(name.to_owned())
+    }
+
+    /// Stops rebuilds still running (their shadow tables are dropped by the next one).
+    pub fn abort_rebuilds(&self) {
+        let rebuilds = self.rebuilds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        rebuilds.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+
+    /// Whether the database answers, with its schema migrated (the store opened, which
+    /// applies migrations, and its tables and the read model can be queried).
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        self.runtime.store().head_position().await.map_err(|e| ApiError::NotReady(e.to_string()))?;
+        read_model::get_order(self.runtime.db(), "").await.map_err(|e| ApiError::NotReady(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Refreshes the projection gauges before a metrics scrape.
+    pub async fn refresh_gauges(&self) {
+        if let Err(e) = self.runtime.statuses().await {
+            tracing::debug!(error = %e, "could not refresh projection gauges");
+        }
+    }
+}
+
+fn order_view(summary: OrderSummary) -> Result<OrderView, ApiError> {
+    let status = match summary.status.as_str() {
+        "draft" => OrderStatusName::Draft,
+        "placed" => OrderStatusName::Placed,
+        "paid" => OrderStatusName::Paid,
+        "shipped" => OrderStatusName::Shipped,
+        "delivered" => OrderStatusName::Delivered,
+        "cancelled" => OrderStatusName::Cancelled,
+        other => return Err(ApiError::Internal(format!("unknown order status {other:?} in {ORDER_SUMMARIES}"))),
+    };
+    Ok(OrderView {
+        order_id: summary.order_id,
+        customer_id: summary.customer_id,
+        status,
+        items: summary
+            .items
+            .into_iter()
+            .map(|i| ItemView { sku: i.sku, quantity: i.quantity, unit_price_cents: i.unit_price_cents })
+            .collect(),
+        total_cents: summary.total_cents,
+        version: summary.version,
+        updated_at: summary.updated_at,
+    })
+}
+
+/// A failed command as the API answers it. `creates`: the command creates the order
+/// (a version check on a missing order is then a failed precondition, not a 404).
+fn command_error(error: CommandError<OrderRejection>, creates: bool) -> ApiError {
+    match error {
+        CommandError::Rejected { rejection, replayed } => {
+            let kind = match Order::rejection_kind(&rejection) {
+                ordo_core::RejectionKind::NotFound => RejectionClass::NotFound,
+                ordo_core::RejectionKind::AlreadyExists => RejectionClass::AlreadyExists,
+                ordo_core::RejectionKind::RuleViolation => RejectionClass::RuleViolation,
+                ordo_core::RejectionKind::Invalid => RejectionClass::Invalid,
+            };
+            ApiError::Rejected { kind, code: rejection.code(), detail: rejection.to_string(), replayed }
+        }
+        // RFC 9110 §13.2.1: a precondition is ignored when the request would fail
+        // without it; a command on a missing order is a 404 whatever If-Match says.
+        CommandError::WrongExpectedVersion { actual: 0, replayed, .. } if !creates => {
+            ApiError::OrderNotFound { replayed }
+        }
+        CommandError::WrongExpectedVersion { expected, actual, replayed } => {
+            let detail = match expected {
+                ExpectedVersion::Exact(v) => {
+                    format!("If-Match \"{v}\" does not hold: the order is at version {actual}")
+                }
+                ExpectedVersion::NoStream => {
+                    format!("If-None-Match: * does not hold: the order exists (version {actual})")
+                }
+                ExpectedVersion::StreamExists => "If-Match: * does not hold: the order does not exist".to_owned(),
+                other => format!("expected {other} but the order is at version {actual}"),
+            };
+            ApiError::PreconditionFailed { detail, current: actual, replayed }
+        }
+        CommandError::Conflict { attempts } => ApiError::ConcurrencyConflict(attempts),
+        CommandError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        CommandError::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
+        CommandError::Store(e) => store_error(&e),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// An outage (connection refused or lost, a busy database, a commit whose outcome is
+/// unknown) is a 503 the client may retry; anything else is our fault.
+fn store_error(error: &StoreError) -> ApiError {
+    if error.is_transient() || matches!(error, StoreError::CommitFailed(_)) {
+        tracing::warn!(error = %error, "database unavailable");
+        ApiError::Unavailable
+    } else {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+fn projection_error(error: ProjectionError) -> ApiError {
+    match error {
+        ProjectionError::Store(e) => store_error(&e),
+        ProjectionError::UnknownProjector(name) => ApiError::ProjectionNotFound(name),
+        ProjectionError::AlreadyRebuilding(name) => ApiError::RebuildInProgress(name),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
