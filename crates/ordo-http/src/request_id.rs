@@ -49,6 +49,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     );
     request.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
+    let _in_flight = InFlight::enter();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     if (status.is_client_error() || status.is_server_error()) && !is_problem(&response) {
@@ -64,6 +65,23 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     let labels = [("method", method.to_string()), ("route", route), ("status", status.as_u16().to_string())];
     metrics::histogram!("ordo_http_request_duration_seconds", &labels).record(elapsed);
     response
+}
+
+/// Counts a request in `ordo_http_requests_in_flight` while it lives (also when its
+/// future is dropped).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        metrics::gauge!("ordo_http_requests_in_flight").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!("ordo_http_requests_in_flight").decrement(1.0);
+    }
 }
 
 fn is_problem(response: &Response) -> bool {
