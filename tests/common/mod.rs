@@ -21,9 +21,11 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `db` with the admin token set and a 1 s `min_version` wait.
+    /// Starts a server on `db` with the admin token set and default limits (so a
+    /// `min_version` wait of up to 5 s: PostgreSQL projections trail by whatever runs
+    /// anywhere in the cluster, such as other tests).
     pub async fn start(db: &TestDatabase) -> Server {
-        Self::start_with(db, &[("ORDO_ADMIN_TOKEN", ADMIN_TOKEN), ("ORDO_MIN_VERSION_WAIT_MS", "1000")]).await
+        Self::start_with(db, &[("ORDO_ADMIN_TOKEN", ADMIN_TOKEN)]).await
     }
 
     /// Starts a server on `db` with these extra environment variables.
