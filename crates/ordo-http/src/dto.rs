@@ -1,6 +1,7 @@
 //! The JSON shapes of the API, as the wire and the OpenAPI document see them. Request
 //! bodies hold raw values (strings, integers); `domain` checks them into the domain's
-//! value types and reports each bad field.
+//! value types and reports each bad field. Text fields are documented without control
+//! characters (`pattern`), as the checked values refuse them.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -30,7 +31,7 @@ pub struct FieldError {
 /// `POST /orders`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub customer_id: String,
     /// Chosen by the server when absent.
     #[serde(default)]
@@ -41,7 +42,7 @@ pub struct CreateOrderBody {
 /// `POST /orders/{id}/items`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddItemBody {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub sku: String,
     #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
@@ -54,21 +55,21 @@ pub struct AddItemBody {
 pub struct PayBody {
     pub amount_cents: i64,
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub payment_ref: Option<String>,
 }
 
 /// `POST /orders/{id}/ship`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ShipBody {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub tracking_number: String,
 }
 
 /// `POST /orders/{id}/cancel`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CancelBody {
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub reason: String,
 }
 

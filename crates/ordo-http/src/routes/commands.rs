@@ -227,7 +227,7 @@ order_command!(
 
 #[utoipa::path(delete, path = "/orders/{id}/items/{sku}", tag = "commands",
     params(crate::openapi::OrderId,
-        ("sku" = String, Path, min_length = 1, max_length = 64, description = "The SKU to remove"),
+        ("sku" = String, Path, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", description = "The SKU to remove"),
         crate::openapi::CommandHeaders),
     responses(
         (status = 200, description = "item removed", body = CommandResult, headers(("ETag" = String))),
