@@ -334,6 +334,14 @@ mod bodies {
 
         server.get(&format!("/orders/{}", uuid::Uuid::new_v4())).await.assert_problem(404, "order_not_found");
         server.get(&format!("/orders/{}/events", uuid::Uuid::new_v4())).await.assert_problem(404, "order_not_found");
+        // A conditional read: 304 while the ETag still matches.
+        let etag = last.header("etag").unwrap().to_owned();
+        let same = server.send(Method::GET, &format!("/orders/{}", ids[4]), None, &[("if-none-match", &etag)]).await;
+        assert_eq!(same.status, StatusCode::NOT_MODIFIED);
+        assert_eq!(same.header("etag"), Some(etag.as_str()));
+        assert!(same.body.is_empty());
+        let other = server.send(Method::GET, &format!("/orders/{}", ids[4]), None, &[("if-none-match", "\"7\"")]).await;
+        assert_eq!(other.status, StatusCode::OK);
         // An id in upper case names the same order.
         let upper = server.get(&format!("/orders/{}", ids[0].to_uppercase())).await;
         assert_eq!(upper.status, StatusCode::OK);

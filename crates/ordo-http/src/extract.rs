@@ -219,3 +219,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         Ok(Self(value))
     }
 }
+
+/// `If-None-Match` on a read: `*` or a list of entity tags, weak or strong (RFC 9110
+/// §13.1.2 compares them weakly for GET). A header that does not parse is ignored, as
+/// the RFC allows for conditions a server cannot evaluate.
+pub struct IfNoneMatch(Option<String>);
+
+impl IfNoneMatch {
+    /// Whether the representation at `version` matches, so the answer is 304.
+    pub fn matches(&self, version: u64) -> bool {
+        let Some(value) = &self.0 else { return false };
+        let current = version.to_string();
+        value.split(',').map(str::trim).any(|tag| {
+            tag == "*"
+                || tag.trim_start_matches("W/").strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(&current)
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let values: Vec<&str> =
+            parts.headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).collect();
+        Ok(Self((!values.is_empty()).then(|| values.join(","))))
+    }
+}

@@ -2,7 +2,7 @@
 //! event stream of an order, served from the event store.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::dto::{EventView, OrderPageView, OrderView};
 use crate::error::ApiError;
-use crate::extract::{OrderPath, QueryParams};
+use crate::extract::{IfNoneMatch, OrderPath, QueryParams};
 use crate::AppState;
 
 /// Default and bounds of `limit` in `GET /orders`.
@@ -26,15 +26,18 @@ pub struct GetOrderQuery {
 }
 
 #[utoipa::path(get, path = "/orders/{id}", tag = "queries",
-    params(crate::openapi::OrderId, GetOrderQuery),
+    params(crate::openapi::OrderId, GetOrderQuery,
+        ("If-None-Match" = Option<String>, Header, description = "304 when the order's ETag is among these")),
     responses(
         (status = 200, description = "the order", body = OrderView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 304, description = "not modified since the ETag given", headers(("ETag" = String))),
         (status = 404, description = "order_not_found"),
         (status = 503, description = "projection_lagging: min_version not reached in time"),
     ))]
 pub async fn get_order(
     State(app): State<AppState>,
     path: OrderPath,
+    if_none_match: IfNoneMatch,
     QueryParams(query): QueryParams<GetOrderQuery>,
 ) -> Result<Response, ApiError> {
     tracing::Span::current().record("order_id", tracing::field::display(path.id));
@@ -43,7 +46,11 @@ pub async fn get_order(
         _ => app.domain.order(&path.id).await?,
     };
     let etag = HeaderValue::from_str(&format!("\"{}\"", order.version)).ok();
-    let mut response = Json(order).into_response();
+    let mut response = if if_none_match.matches(order.version) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Json(order).into_response()
+    };
     if let Some(etag) = etag {
         response.headers_mut().insert(header::ETAG, etag);
     }
