@@ -246,3 +246,45 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
         Ok(Self((!values.is_empty()).then(|| values.join(","))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_takes_a_star_or_one_strong_version() {
+        assert_eq!(parse_if_match("*").unwrap(), Precondition::Exists);
+        assert_eq!(parse_if_match("\"0\"").unwrap(), Precondition::Version(0));
+        assert_eq!(parse_if_match("\"42\"").unwrap(), Precondition::Version(42));
+        for bad in ["42", "W/\"1\"", "\"1\", \"2\"", "\"\"", "\"x\"", "\"99999999999999999999999\"", "\"-1\""] {
+            assert!(parse_if_match(bad).is_err(), "{bad} is refused");
+        }
+    }
+
+    #[test]
+    fn if_none_match_on_reads_compares_weakly() {
+        let of = |v: &str| IfNoneMatch(Some(v.to_owned()));
+        assert!(of("\"3\"").matches(3));
+        assert!(of("W/\"3\"").matches(3));
+        assert!(of("\"1\", \"3\"").matches(3));
+        assert!(of("*").matches(3));
+        assert!(!of("\"2\"").matches(3));
+        assert!(!of("garbage").matches(3));
+        assert!(!IfNoneMatch(None).matches(3));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(v));
+            is_json(&h)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/json"));
+        assert!(!with("application/jsonx"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}
