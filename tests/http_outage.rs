@@ -56,6 +56,10 @@ async fn body(db: TestDatabase) {
     let server = Server::start(&db).await;
     let customers: Vec<String> = (0..WRITERS).map(|w| format!("outage-{w}")).collect();
     let orders: Vec<String> = join_all(customers.iter().map(|c| server.create_order(c))).await;
+    for id in &orders {
+        let read = server.get(&format!("/orders/{id}?min_version=1")).await;
+        assert_eq!(read.status, StatusCode::OK, "{}", read.text());
+    }
     let admin_url = std::env::var("DATABASE_URL").unwrap();
     let database = db.url().rsplit('/').next().unwrap().to_owned();
     let stop = Arc::new(AtomicBool::new(false));
@@ -85,6 +89,8 @@ async fn body(db: TestDatabase) {
     stop.store(true, Ordering::Relaxed);
     let killed = killer.await.unwrap();
     assert!(killed > 0, "the test killed no connection");
+    let unacknowledged: usize = pending.iter().map(Vec::len).sum();
+    eprintln!("killed {killed} connections; {unacknowledged} commands answered 503");
 
     // The server recovers by itself: every unacknowledged command, retried with its
     // key, is acknowledged (replayed if it had committed after all).

@@ -317,12 +317,21 @@ fn command_error(error: CommandError<OrderRejection>, creates: bool) -> ApiError
 /// An outage (connection refused or lost, a busy database, a commit whose outcome is
 /// unknown) is a 503 the client may retry; anything else is our fault.
 fn store_error(error: &StoreError) -> ApiError {
-    if error.is_transient() || matches!(error, StoreError::CommitFailed(_)) {
+    if error.is_transient() || matches!(error, StoreError::CommitFailed(_)) || connection_lost(error) {
         tracing::warn!(error = %error, "database unavailable");
         ApiError::Unavailable
     } else {
         ApiError::Internal(error.to_string())
     }
+}
+
+/// A server-side end of the connection that `StoreError::is_transient` does not see
+/// yet: PostgreSQL reports a terminated backend as an error with SQLSTATE class 08
+/// (connection exception) or 57P01..57P03 (shutdown, crash, not accepting connections).
+// Bridge until `StoreError::is_connection_lost()` lands in ordo-store; then this goes.
+fn connection_lost(error: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = error else { return false };
+    db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
 }
 
 fn projection_error(error: ProjectionError) -> ApiError {
