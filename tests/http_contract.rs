@@ -417,6 +417,28 @@ mod bodies {
         missing_again.assert_problem(404, "order_not_found");
         assert_eq!(missing_again.header("idempotent-replayed"), Some("true"));
 
+        // Invalid input under a key is recorded too: replayed, and the key is taken.
+        let bad = json!({"sku": "A", "quantity": 0, "unit_price_cents": 1});
+        let items = order_path(&id, "/items");
+        let first = server.send(Method::POST, &items, Some(bad.clone()), &key("bad-1")).await;
+        first.assert_problem(422, "validation_failed");
+        assert_eq!(first.header("idempotent-replayed"), None);
+        let again = server.send(Method::POST, &items, Some(bad), &key("bad-1")).await;
+        again.assert_problem(422, "validation_failed");
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        let fixed = json!({"sku": "A", "quantity": 1, "unit_price_cents": 1});
+        server
+            .send(Method::POST, &items, Some(fixed), &key("bad-1"))
+            .await
+            .assert_problem(422, "idempotency_key_reused");
+        let wrong_type = json!({"customer_id": 5});
+        let first = server.send(Method::POST, "/orders", Some(wrong_type.clone()), &key("bad-2")).await;
+        first.assert_problem(422, "validation_failed");
+        let again = server.send(Method::POST, "/orders", Some(wrong_type), &key("bad-2")).await;
+        assert_eq!((again.status, &again.body), (first.status, &first.body));
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
         // Keys are 1..=255 characters.
         let long = "k".repeat(256);
         let reply = server

@@ -36,9 +36,9 @@ pub enum ApiError {
     InvalidHeader { name: &'static str, detail: String },
     #[error("invalid Idempotency-Key header: {0}")]
     InvalidIdempotencyKey(String),
-    /// Request values outside their bounds, field by field.
-    #[error("{}", describe(.0))]
-    Validation(Vec<FieldError>),
+    /// Request values outside their bounds, field by field (possibly replayed).
+    #[error("{}", describe(errors))]
+    Validation { errors: Vec<FieldError>, replayed: bool },
     #[error("no route for {0}")]
     RouteNotFound(String),
     #[error("the order does not exist")]
@@ -89,6 +89,13 @@ pub enum RejectionClass {
     Invalid,
 }
 
+impl ApiError {
+    /// Refused fields, not (yet) recorded under an idempotency key.
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        ApiError::Validation { errors, replayed: false }
+    }
+}
+
 fn describe(errors: &[FieldError]) -> String {
     errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }
@@ -110,7 +117,7 @@ impl ApiError {
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             InvalidHeader { .. } => (StatusCode::BAD_REQUEST, "invalid_header"),
             InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
-            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             OrderNotFound { .. } => (StatusCode::NOT_FOUND, "order_not_found"),
             ProjectionNotFound(_) => (StatusCode::NOT_FOUND, "projection_not_found"),
@@ -158,6 +165,7 @@ impl ApiError {
     fn replayed(&self) -> bool {
         match self {
             ApiError::OrderNotFound { replayed }
+            | ApiError::Validation { replayed, .. }
             | ApiError::Rejected { replayed, .. }
             | ApiError::PreconditionFailed { replayed, .. } => *replayed,
             _ => false,
@@ -166,7 +174,7 @@ impl ApiError {
 
     fn field_errors(&self) -> Option<Vec<FieldError>> {
         match self {
-            ApiError::Validation(errors) => Some(errors.clone()),
+            ApiError::Validation { errors, .. } => Some(errors.clone()),
             _ => None,
         }
     }

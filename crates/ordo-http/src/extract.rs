@@ -16,16 +16,17 @@ use crate::fingerprint::canonical;
 /// Longest `Idempotency-Key` accepted, in characters (the contract's bound).
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
-/// A required JSON body: the typed value, and the canonical JSON it came from (for
-/// fingerprints).
+/// A required JSON body: the typed value, or why the JSON does not fit the type
+/// (kept for the handler, which records that refusal under an idempotency key like
+/// any other), and the canonical JSON it came from (for fingerprints).
 pub struct JsonBody<T> {
-    pub value: T,
+    pub value: Result<T, ApiError>,
     pub canonical: Value,
 }
 
 /// A JSON body that may also be absent (`{}` or nothing); absent reads as `{}`.
 pub struct OptionalJsonBody<T> {
-    pub value: T,
+    pub value: Result<T, ApiError>,
     pub canonical: Value,
 }
 
@@ -50,7 +51,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         let json = is_json(req.headers());
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self { value: T::default(), canonical: Value::Object(serde_json::Map::new()) });
+            return Ok(Self { value: Ok(T::default()), canonical: Value::Object(serde_json::Map::new()) });
         }
         if !json {
             return Err(ApiError::UnsupportedMediaType);
@@ -77,12 +78,11 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Value), ApiError> {
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Result<T, ApiError>, Value), ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let canonical = canonical(value);
-    let typed = T::deserialize(&canonical).map_err(|e| {
-        ApiError::Validation(vec![crate::dto::FieldError { field: "body".into(), message: e.to_string() }])
-    })?;
+    let typed = T::deserialize(&canonical)
+        .map_err(|e| ApiError::invalid(vec![crate::dto::FieldError { field: "body".into(), message: e.to_string() }]));
     Ok((typed, canonical))
 }
 

@@ -9,14 +9,15 @@ use ordo_core::{Aggregate, CommandError, CommandHandler, CommandRequest, Expecta
 use ordo_orders::read_model::{self, ListOrders, OrderSummary, ORDER_SUMMARIES};
 use ordo_orders::{Order, OrderRejection};
 use ordo_projection::{ProjectionError, ProjectionRuntime, ProjectorState};
-use ordo_store::{EventMetadata, ExpectedVersion, StoreError};
+use ordo_store::{EventMetadata, ExpectedVersion, IdempotencyRecord, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Span;
 use uuid::Uuid;
 
 use crate::dto::{
-    EventView, ItemView, OrderPageView, OrderStatusName, OrderView, ProjectionErrorView, ProjectionView, RebuildView,
+    EventView, FieldError, ItemView, OrderPageView, OrderStatusName, OrderView, ProjectionErrorView, ProjectionView,
+    RebuildView,
 };
 use crate::error::{ApiError, RejectionClass};
 use crate::extract::Precondition;
@@ -52,14 +53,19 @@ pub struct CommandDone {
 #[derive(Clone)]
 pub struct Domain {
     handler: Arc<CommandHandler<Order>>,
+    /// How long idempotency records live (the handler's setting, for the records
+    /// this module writes itself).
+    retention: Duration,
     runtime: ProjectionRuntime,
     rebuilds: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Domain {
     pub fn new(runtime: ProjectionRuntime) -> Self {
-        let handler = Arc::new(CommandHandler::new(Arc::clone(runtime.store()), HandlerConfig::default()));
-        Self { handler, runtime, rebuilds: Arc::default() }
+        let config = HandlerConfig::default();
+        let retention = config.idempotency_retention;
+        let handler = Arc::new(CommandHandler::new(Arc::clone(runtime.store()), config));
+        Self { handler, retention, runtime, rebuilds: Arc::default() }
     }
 
     /// Runs a command; `Ok` means its events are committed (or it is the replay of a
@@ -100,6 +106,43 @@ impl Domain {
                 Err(error)
             }
         }
+    }
+
+    /// Refuses a command whose input is invalid (422). Under an idempotency key the
+    /// refusal is recorded like the handler records rejections, so that a retry gets
+    /// it replayed and a different request with the key is `idempotency_key_reused`.
+    pub async fn refuse_invalid(&self, idempotency: Option<(String, String)>, errors: Vec<FieldError>) -> ApiError {
+        let Some((key, fingerprint)) = idempotency else { return ApiError::invalid(errors) };
+        let store = self.runtime.store();
+        for _ in 0..2 {
+            match store.find_idempotency(IDEMPOTENCY_SCOPE, &key).await {
+                Ok(Some(stored)) if stored.record.fingerprint != fingerprint => return ApiError::IdempotencyKeyReused,
+                Ok(Some(stored)) => return replayed_refusal(&stored.record.outcome),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not look up an idempotency key; refusing unrecorded");
+                    return ApiError::invalid(errors);
+                }
+            }
+            let record = IdempotencyRecord {
+                scope: IDEMPOTENCY_SCOPE.into(),
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
+                outcome: refusal_outcome(&errors),
+                expires_at: chrono::Utc::now()
+                    + chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::days(1)),
+            };
+            match store.record_outcome(record).await {
+                Ok(()) => return ApiError::invalid(errors),
+                // A duplicate recorded first: look again and replay it.
+                Err(StoreError::IdempotencyKeyExists { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record a refusal; refusing unrecorded");
+                    return ApiError::invalid(errors);
+                }
+            }
+        }
+        ApiError::IdempotencyKeyInFlight
     }
 
     /// The order as the read model has it now.
@@ -247,6 +290,30 @@ impl Domain {
         if let Err(e) = self.runtime.statuses().await {
             tracing::debug!(error = %e, "could not refresh projection gauges");
         }
+    }
+}
+
+/// A refusal as recorded: the shape the command handler records a rejection in
+/// (`{"outcome": "rejected", "rejection": …}`, so that it decodes as an order's
+/// `ValidationFailed`), plus the refused fields for a byte-identical replay.
+fn refusal_outcome(errors: &[FieldError]) -> serde_json::Value {
+    let reason = ApiError::invalid(errors.to_vec()).to_string();
+    let rejection = serde_json::to_value(OrderRejection::ValidationFailed { reason }).unwrap_or_default();
+    serde_json::json!({ "outcome": "rejected", "rejection": rejection, "errors": errors })
+}
+
+fn replayed_refusal(outcome: &serde_json::Value) -> ApiError {
+    match serde_json::from_value::<Vec<FieldError>>(outcome["errors"].clone()) {
+        Ok(errors) if !errors.is_empty() => ApiError::Validation { errors, replayed: true },
+        // The handler's own record of a request that validation now refuses (the
+        // bounds changed since): its reason is all there is.
+        _ => match outcome["rejection"]["reason"].as_str() {
+            Some(reason) => ApiError::Validation {
+                errors: vec![FieldError { field: "body".into(), message: reason.to_owned() }],
+                replayed: true,
+            },
+            None => ApiError::Internal(format!("an idempotency record that is not a refusal: {outcome}")),
+        },
     }
 }
 

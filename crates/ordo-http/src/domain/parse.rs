@@ -67,7 +67,7 @@ impl Errors {
         if self.0.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(self.0))
+            Err(ApiError::invalid(self.0))
         }
     }
 }

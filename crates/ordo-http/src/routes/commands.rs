@@ -55,23 +55,29 @@ struct Route<'a> {
     body: &'a Value,
 }
 
+/// Runs a checked command, or refuses an invalid one (recording that refusal under
+/// the idempotency key, as the command handler records rejections).
 async fn run(
     app: &AppState,
     route: Route<'_>,
-    order_id: Uuid,
-    command: OrderCmd,
+    checked: Result<(Uuid, OrderCmd), ApiError>,
     precondition: Precondition,
     key: Option<String>,
     request_id: Option<Extension<RequestId>>,
 ) -> Result<CommandResponse, ApiError> {
-    let span = Span::current();
-    span.record("order_id", tracing::field::display(order_id));
-    span.record("command", command.name());
-    let created = command.creates();
     let idempotency = key.map(|key| {
         let fingerprint = fingerprint(route.method, route.template, route.params, route.body);
         (key, fingerprint)
     });
+    let (order_id, command) = match checked {
+        Ok(checked) => checked,
+        Err(ApiError::Validation { errors, .. }) => return Err(app.domain.refuse_invalid(idempotency, errors).await),
+        Err(other) => return Err(other),
+    };
+    let span = Span::current();
+    span.record("order_id", tracing::field::display(order_id));
+    span.record("command", command.name());
+    let created = command.creates();
     let call =
         CommandCall { order_id, command, precondition, idempotency, request_id: request_id.map(|Extension(id)| id.0) };
     let done = app.domain.execute(call).await?;
@@ -96,9 +102,9 @@ pub async fn create_order(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     body: JsonBody<CreateOrderBody>,
 ) -> Result<CommandResponse, ApiError> {
-    let (order_id, command) = domain::create(&body.value)?;
+    let checked = body.value.and_then(|body| domain::create(&body));
     let route = Route { method: "POST", template: "/orders", params: &[], body: &body.canonical };
-    run(&app, route, order_id, command, precondition, key, request_id).await
+    run(&app, route, checked, precondition, key, request_id).await
 }
 
 macro_rules! order_command {
@@ -113,10 +119,10 @@ macro_rules! order_command {
             body: $extract<$body>,
         ) -> Result<CommandResponse, ApiError> {
             let to_command: fn(&$body) -> Result<OrderCmd, ApiError> = $to_command;
-            let command = to_command(&body.value)?;
+            let checked = body.value.and_then(|body| to_command(&body)).map(|command| (path.id, command));
             let id = path.id();
             let route = Route { method: "POST", template: $path, params: &[("id", &id)], body: &body.canonical };
-            run(&app, route, path.id, command, precondition, key, request_id).await
+            run(&app, route, checked, precondition, key, request_id).await
         }
     };
 }
@@ -243,9 +249,9 @@ pub async fn remove_item(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
 ) -> Result<CommandResponse, ApiError> {
     let sku = path.sku.clone().unwrap_or_default();
-    let command = OrderCmd::remove_item(&sku)?;
+    let checked = OrderCmd::remove_item(&sku).map(|command| (path.id, command));
     let id = path.id();
     let params = [("id", id.as_str()), ("sku", sku.as_str())];
     let route = Route { method: "DELETE", template: "/orders/{id}/items/{sku}", params: &params, body: &Value::Null };
-    run(&app, route, path.id, command, precondition, key, request_id).await
+    run(&app, route, checked, precondition, key, request_id).await
 }
