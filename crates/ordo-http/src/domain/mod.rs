@@ -1,14 +1,16 @@
 //! The seam between HTTP and the library crates: every call into `ordo-core`,
-//! `ordo-orders`, `ordo-projection` and `ordo-store` is in this module, and every
+//! `ordo-orders`, `ordo-projection` and `ordo-store` is in this module (`errors` maps
+//! their errors, `parse` checks request bodies into commands), and every
 //! library error becomes an [`ApiError`] here. Routes see only DTOs, [`OrderCmd`] and
 //! [`CommandDone`], so a change of a library API is an edit here alone.
 
+mod errors;
 mod parse;
 
-use ordo_core::{Aggregate, CommandError, CommandHandler, CommandRequest, Expectation, HandlerConfig, IdempotencyKey};
+use ordo_core::{CommandHandler, CommandRequest, Expectation, HandlerConfig, IdempotencyKey};
 use ordo_orders::read_model::{self, ListOrders, OrderSummary, ORDER_SUMMARIES};
-use ordo_orders::{Order, OrderRejection};
-use ordo_projection::{ProjectionError, ProjectionRuntime, ProjectorState};
+use ordo_orders::Order;
+use ordo_projection::{ProjectionRuntime, ProjectorState};
 use ordo_store::{EventMetadata, ExpectedVersion, IdempotencyRecord, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,10 +21,12 @@ use crate::dto::{
     EventView, FieldError, ItemView, OrderPageView, OrderStatusName, OrderView, ProjectionErrorView, ProjectionView,
     RebuildView,
 };
-use crate::error::{ApiError, RejectionClass};
+use crate::error::ApiError;
 use crate::extract::Precondition;
 
 pub use parse::{add_item, cancel, create, pay, ship, OrderCmd};
+
+use errors::{command_error, projection_error, refusal_outcome, replayed_refusal, store_error};
 
 /// What every idempotency key is unique within: one scope for all routes, so a key
 /// reused on another route is caught as a different request.
@@ -293,30 +297,6 @@ impl Domain {
     }
 }
 
-/// A refusal as recorded: the shape the command handler records a rejection in
-/// (`{"outcome": "rejected", "rejection": …}`, so that it decodes as an order's
-/// `ValidationFailed`), plus the refused fields for a byte-identical replay.
-fn refusal_outcome(errors: &[FieldError]) -> serde_json::Value {
-    let reason = ApiError::invalid(errors.to_vec()).to_string();
-    let rejection = serde_json::to_value(OrderRejection::ValidationFailed { reason }).unwrap_or_default();
-    serde_json::json!({ "outcome": "rejected", "rejection": rejection, "errors": errors })
-}
-
-fn replayed_refusal(outcome: &serde_json::Value) -> ApiError {
-    match serde_json::from_value::<Vec<FieldError>>(outcome["errors"].clone()) {
-        Ok(errors) if !errors.is_empty() => ApiError::Validation { errors, replayed: true },
-        // The handler's own record of a request that validation now refuses (the
-        // bounds changed since): its reason is all there is.
-        _ => match outcome["rejection"]["reason"].as_str() {
-            Some(reason) => ApiError::Validation {
-                errors: vec![FieldError { field: "body".into(), message: reason.to_owned() }],
-                replayed: true,
-            },
-            None => ApiError::Internal(format!("an idempotency record that is not a refusal: {outcome}")),
-        },
-    }
-}
-
 fn order_view(summary: OrderSummary) -> Result<OrderView, ApiError> {
     let status = match summary.status.as_str() {
         "draft" => OrderStatusName::Draft,
@@ -340,72 +320,4 @@ fn order_view(summary: OrderSummary) -> Result<OrderView, ApiError> {
         version: summary.version,
         updated_at: summary.updated_at,
     })
-}
-
-/// A failed command as the API answers it. `creates`: the command creates the order
-/// (a version check on a missing order is then a failed precondition, not a 404).
-fn command_error(error: CommandError<OrderRejection>, creates: bool) -> ApiError {
-    match error {
-        CommandError::Rejected { rejection, replayed } => {
-            let kind = match Order::rejection_kind(&rejection) {
-                ordo_core::RejectionKind::NotFound => RejectionClass::NotFound,
-                ordo_core::RejectionKind::AlreadyExists => RejectionClass::AlreadyExists,
-                ordo_core::RejectionKind::RuleViolation => RejectionClass::RuleViolation,
-                ordo_core::RejectionKind::Invalid => RejectionClass::Invalid,
-            };
-            ApiError::Rejected { kind, code: rejection.code(), detail: rejection.to_string(), replayed }
-        }
-        // RFC 9110 §13.2.1: a precondition is ignored when the request would fail
-        // without it; a command on a missing order is a 404 whatever If-Match says.
-        CommandError::WrongExpectedVersion { actual: 0, replayed, .. } if !creates => {
-            ApiError::OrderNotFound { replayed }
-        }
-        CommandError::WrongExpectedVersion { expected, actual, replayed } => {
-            let detail = match expected {
-                ExpectedVersion::Exact(v) => {
-                    format!("If-Match \"{v}\" does not hold: the order is at version {actual}")
-                }
-                ExpectedVersion::NoStream => {
-                    format!("If-None-Match: * does not hold: the order exists (version {actual})")
-                }
-                ExpectedVersion::StreamExists => "If-Match: * does not hold: the order does not exist".to_owned(),
-                other => format!("expected {other} but the order is at version {actual}"),
-            };
-            ApiError::PreconditionFailed { detail, current: actual, replayed }
-        }
-        CommandError::Conflict { attempts } => ApiError::ConcurrencyConflict(attempts),
-        CommandError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-        CommandError::IdempotencyKeyInFlight => ApiError::IdempotencyKeyInFlight,
-        CommandError::Store(e) => store_error(&e),
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
-/// An outage (connection refused or lost, a busy database, a commit whose outcome is
-/// unknown) is a 503 the client may retry; anything else is our fault.
-fn store_error(error: &StoreError) -> ApiError {
-    if error.is_transient() || matches!(error, StoreError::CommitFailed(_)) || connection_lost(error) {
-        tracing::warn!(error = %error, "database unavailable");
-        ApiError::Unavailable
-    } else {
-        ApiError::Internal(error.to_string())
-    }
-}
-
-/// A server-side end of the connection that `StoreError::is_transient` does not see
-/// yet: PostgreSQL reports a terminated backend as an error with SQLSTATE class 08
-/// (connection exception) or 57P01..57P03 (shutdown, crash, not accepting connections).
-// Bridge until `StoreError::is_connection_lost()` lands in ordo-store; then this goes.
-fn connection_lost(error: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = error else { return false };
-    db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
-}
-
-fn projection_error(error: ProjectionError) -> ApiError {
-    match error {
-        ProjectionError::Store(e) => store_error(&e),
-        ProjectionError::UnknownProjector(name) => ApiError::ProjectionNotFound(name),
-        ProjectionError::AlreadyRebuilding(name) => ApiError::RebuildInProgress(name),
-        other => ApiError::Internal(other.to_string()),
-    }
 }
