@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let accounts = CommandHandler::<Account>::new(store, HandlerConfig::default());
 
     accounts.handle(CommandRequest::new("alice", AccountCommand::Open)).await?;
-    let deposit = IdempotencyKey { scope: "deposits".into(), key: "d-1".into(), fingerprint: "100".into() };
+    let deposit = IdempotencyKey::new("deposits", "d-1", "100")?;
     for attempt in 1..=2 {
         // The retry (same key) replays the first outcome instead of depositing twice.
         let done = accounts

@@ -59,7 +59,8 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            ordo_store::connect(&cli.database_url).await.context("could not migrate the database")?;
+            let runtime = projections::runtime(&cli.database_url).await?;
+            runtime.prepare().await.context("could not create the read models' tables")?;
             println!("migrations applied");
             Ok(())
         }

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use ordo_projection::{ProjectionRuntime, ReadDb, RunnerConfig};
+use ordo_projection::{ProjectionRuntime, RunnerConfig};
 use ordo_store::StreamId;
 
 #[derive(clap::Subcommand)]
@@ -21,10 +21,13 @@ pub enum Command {
     },
 }
 
-/// The runtime with every projector Ordo ships, on the database at `url`.
+/// The runtime with every projector Ordo ships, on the database at `url`, with every
+/// schema in place: the event store's, then the projection runtime's.
 pub async fn runtime(url: &str) -> anyhow::Result<ProjectionRuntime> {
-    let (store, db) = ReadDb::open(url).await.context("could not open the database")?;
-    Ok(ProjectionRuntime::new(store, db, ordo_orders::projectors(), RunnerConfig::default()))
+    let database = ordo_store::open(url).await.context("could not open the database")?;
+    ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default())
+        .await
+        .context("could not prepare the projection runtime's schema")
 }
 
 pub async fn run(url: &str, command: Command) -> anyhow::Result<()> {
@@ -48,7 +51,13 @@ async fn list(runtime: &ProjectionRuntime) -> anyhow::Result<()> {
         "name", "position", "head", "lag", "lag (s)", "status"
     );
     for s in statuses {
-        let error = s.error.map(|e| format!("at {} ({}): {}", e.position, e.event_type, e.message)).unwrap_or_default();
+        let error = s
+            .error
+            .map(|e| match (e.position, e.event_type) {
+                (Some(position), Some(event_type)) => format!("at {position} ({event_type}): {}", e.message),
+                _ => e.message,
+            })
+            .unwrap_or_default();
         println!(
             "{:<24} {:>16} {:>16} {:>10} {:>10.1}  {:<12} {error}",
             s.name,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// `ordo serve`'s settings (flags, or the environment).
 #[derive(clap::Args, Debug)]
@@ -58,6 +59,9 @@ impl ServeArgs {
 }
 
 pub async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    // Listening for signals first: one that arrives while starting must stop the
+    // server gracefully, not kill it with the default action.
+    let mut shutdown = ShutdownSignal::listen()?;
     let metrics = ordo_http::install_metrics();
     let runtime = crate::projections::runtime(url).await?;
     runtime.start().await.context("could not start the projectors")?;
@@ -66,37 +70,42 @@ pub async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
     let api = ordo_http::Api::new(runtime.clone(), args.http_config(), metrics);
-    tracing::info!(backend = %runtime.store().backend(), %address, "ordo is serving");
+    tracing::info!(backend = %runtime.store().backend(), %address, "ordo is running");
     // Scripts and tests read the port from this line (with `--bind 127.0.0.1:0`).
     println!("listening on {address}");
     let _ = std::io::stdout().flush();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = tokio::spawn(async move {
-        let result = shutdown_signal().await;
-        let _ = stop.send(());
-        result
-    });
     let served = api
         .serve(listener, async move {
-            let _ = stopped.await;
+            shutdown.received().await;
             tracing::info!(
                 "shutting down: in-flight requests finish, then projectors stop at their next batch boundary"
             );
         })
         .await;
-    signal.abort();
     purge.abort();
     runtime.shutdown().await;
     tracing::info!("stopped");
     served.context("the HTTP server failed")
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
-        _ = terminate.recv() => {}
+/// SIGINT and SIGTERM, listened for from the moment this is made.
+struct ShutdownSignal {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignal {
+    fn listen() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+        })
     }
-    Ok(())
+
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

@@ -7,15 +7,9 @@
 
 mod common;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn killed_connections_answer_503_and_the_server_recovers() {
-    let name = "killed_connections_answer_503_and_the_server_recovers";
-    ordo_store::testing::run(ordo_store::Backend::Postgres, name, body).await;
-}
-
 use common::{Reply, Server};
 use futures::future::join_all;
-use ordo_store::testing::TestDatabase;
+use ordo_store::testing::{backend_test, TestDatabase};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::Connection;
@@ -52,7 +46,8 @@ fn success_or_503(reply: &Reply, ok: StatusCode) {
     }
 }
 
-async fn body(db: TestDatabase) {
+#[backend_test(postgres)]
+async fn killed_connections_answer_503_and_the_server_recovers(db: TestDatabase) {
     let server = Server::start(&db).await;
     let customers: Vec<String> = (0..WRITERS).map(|w| format!("outage-{w}")).collect();
     let orders: Vec<String> = join_all(customers.iter().map(|c| server.create_order(c))).await;

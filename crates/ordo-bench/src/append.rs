@@ -2,15 +2,16 @@
 //! with 1, 8, 32 and 64 writers on distinct streams (1 and 10 events per append) and
 //! 32 writers fighting over one hot stream.
 
-use ordo_store::postgres::{PostgresOptions, PostgresStore};
-use ordo_store::sqlite::SqliteStore;
-use ordo_store::{AppendRequest, Backend, DatabaseUrl, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};
+use ordo_store::baseline::RawEvents;
+use ordo_store::{
+    AppendRequest, DatabaseUrl, EventStore, ExpectedVersion, NewEvent, OpenOptions, StoreError, StreamId,
+};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::phase::{self, Outcome, Tally};
-use crate::raw::{self, RawPool};
+use crate::raw;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,20 +22,19 @@ pub struct Args {
 const WRITERS: [usize; 4] = [1, 8, 32, 64];
 const HOT_WRITERS: usize = 32;
 
-/// The store under test, and the baseline on the same database.
-pub async fn open(url: &DatabaseUrl, connections: u32) -> anyhow::Result<(Arc<dyn EventStore>, Arc<RawPool>)> {
-    Ok(match url.backend() {
-        Backend::Sqlite => {
-            let store = Arc::new(SqliteStore::connect(url.as_str()).await?);
-            (store, Arc::new(RawPool::open(url, None).await?))
-        }
-        Backend::Postgres => {
-            let options = PostgresOptions { max_connections: connections, ..Default::default() };
-            let store = PostgresStore::connect_with(url.as_str(), options).await?;
-            let raw = RawPool::open(url, Some(store.pool().clone())).await?;
-            (Arc::new(store), Arc::new(raw))
-        }
-    })
+/// The store under test, and the baseline on the same database and connections.
+pub async fn open(url: &DatabaseUrl, connections: u32) -> anyhow::Result<(Arc<dyn EventStore>, Arc<RawEvents>)> {
+    let db = ordo_store::open_with(url.as_str(), OpenOptions::default().max_connections(connections)).await?;
+    let raw = RawEvents::create(&db).await?;
+    Ok((db.store, Arc::new(raw)))
+}
+
+/// Drops the baseline's table once every phase is done with it.
+pub async fn drop_raw(raw: Arc<RawEvents>) -> anyhow::Result<()> {
+    match Arc::try_unwrap(raw) {
+        Ok(raw) => Ok(raw.drop_table().await?),
+        Err(_) => anyhow::bail!("the raw baseline is still in use"),
+    }
 }
 
 fn item_added() -> NewEvent {
@@ -101,7 +101,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("{:<34} {:>12} {:>12}", "phase", "per second", "conflicts/s");
     let mut distinct_conflicts = 0;
     for writers in WRITERS {
-        let raw = raw::measure(&raw_pool, writers, duration).await?;
+        let raw = raw::measure(&raw_pool, &run_id, writers, duration).await?;
         row(&format!("raw insert, {writers} writers"), &raw);
         let one = distinct(&store, &run_id, writers, 1, duration).await?;
         row(&format!("append 1 event, {writers} writers"), &one);
@@ -115,13 +115,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         figures.insert(format!("append10_per_s_{writers}"), round(ten.successes_per_s()));
         figures.insert(format!("append10_events_per_s_{writers}"), round(10.0 * ten.successes_per_s()));
         figures.insert(format!("ratio_{writers}"), json!((ratio * 1000.0).round() / 1000.0));
+        if writers == 32 {
+            let batched = raw::measure_batched(&raw_pool, &run_id, writers, duration).await?;
+            row(&format!("raw batched ceiling rows, {writers} writers"), &batched);
+            let ratio = one.successes_per_s() / batched.successes_per_s();
+            println!("{:<34} {:>12.3}", "ratio to the batched ceiling, 32", ratio);
+            figures.insert("raw_batched_per_s_32".into(), round(batched.successes_per_s()));
+            figures.insert("ratio_batched_32".into(), json!((ratio * 1000.0).round() / 1000.0));
+        }
     }
     let hot = hot(&store, &run_id, HOT_WRITERS, duration).await?;
     row(&format!("hot stream, {HOT_WRITERS} writers"), &hot);
     figures.insert("hot_successes_per_s".into(), round(hot.successes_per_s()));
     figures.insert("hot_conflicts_per_s".into(), round(hot.conflicts_per_s()));
     figures.insert("distinct_conflicts".into(), json!(distinct_conflicts));
-    raw_pool.drop_table().await?;
+    drop_raw(raw_pool).await?;
     println!("{}", Value::Object(figures));
     Ok(())
 }

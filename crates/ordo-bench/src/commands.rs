@@ -1,6 +1,9 @@
 //! `ordo-bench commands`: the command path (load, decide, append; no HTTP) beside the
-//! raw-insert baseline: distinct aggregates with 1, 8 and 32 tasks, one hot aggregate
-//! with 32 tasks, and the latency of commands on 10-event vs 10,000-event streams.
+//! raw-insert baselines (single rows with 1 and 32 writers, and the batched ceiling):
+//! distinct aggregates with 1, 8 and 32 tasks; one hot aggregate with 32 tasks on one
+//! handler, and on two independent handlers (two nodes) with 16 tasks each; and the
+//! latency of commands on 10-event vs 10,000-event streams, warm and with a cold
+//! cache (a new handler per sample).
 
 use ordo_core::{CommandError, CommandHandler, CommandRequest, HandlerConfig};
 use ordo_orders::values::{CustomerId, Quantity, Sku, UnitPrice};
@@ -10,7 +13,7 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::append::open;
+use crate::append::{drop_raw, open};
 use crate::phase::{self, Outcome, Tally};
 use crate::raw;
 
@@ -56,13 +59,14 @@ async fn distinct(handler: &Handler, run_id: &str, tasks: usize, duration: Durat
     .await
 }
 
-/// `tasks` tasks commanding one aggregate.
-async fn hot(handler: &Handler, id: &str, tasks: usize, duration: Duration) -> anyhow::Result<Tally> {
-    handler.handle(CommandRequest::new(id, create())).await?;
-    let handler = Arc::clone(handler);
+/// `tasks` tasks commanding one aggregate, spread over `handlers` in turn.
+async fn hot(handlers: &[Handler], id: &str, tasks: usize, duration: Duration) -> anyhow::Result<Tally> {
+    let first = handlers.first().ok_or_else(|| anyhow::anyhow!("no handler"))?;
+    first.handle(CommandRequest::new(id, create())).await?;
+    let handlers: Vec<Handler> = handlers.to_vec();
     let id = id.to_owned();
-    phase::run(tasks, duration, move |_, i| {
-        let handler = Arc::clone(&handler);
+    phase::run(tasks, duration, move |task, i| {
+        let handler = Arc::clone(&handlers[task % handlers.len()]);
         let id = id.clone();
         async move {
             match handler.handle(CommandRequest::new(id, add(i))).await {
@@ -112,14 +116,28 @@ async fn latency(handler: &Handler, ids: &[String], samples: usize) -> anyhow::R
     Ok(median(times))
 }
 
-/// Latency on 10-event streams and on a 10,000-event stream with `config`.
-async fn latencies(
-    store: &Arc<dyn EventStore>,
-    run_id: &str,
-    label: &str,
-    config: HandlerConfig,
-    samples: usize,
-) -> anyhow::Result<(Duration, Duration)> {
+/// Median latency of one command on each of `ids` in turn, `samples` in all, each
+/// through a new handler (a cold cache: every command loads its aggregate).
+async fn latency_cold(store: &Arc<dyn EventStore>, ids: &[String], samples: usize) -> anyhow::Result<Duration> {
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let id = &ids[i % ids.len()];
+        let handler = CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default());
+        let started = Instant::now();
+        handler.handle(CommandRequest::new(id.clone(), add(1_000 + i as u64))).await?;
+        times.push(started.elapsed());
+    }
+    Ok(median(times))
+}
+
+/// The streams the latency phases command: `samples` 10-event ones and one
+/// 10,000-event one.
+struct Streams {
+    short: Vec<String>,
+    long: String,
+}
+
+async fn streams(store: &Arc<dyn EventStore>, run_id: &str, label: &str, samples: usize) -> anyhow::Result<Streams> {
     let setup = Arc::new(CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default()));
     let short: Vec<String> = (0..samples).map(|i| format!("{run_id}-{label}-short-{i}")).collect();
     for id in &short {
@@ -130,6 +148,18 @@ async fn latencies(
     }
     let long = format!("{run_id}-{label}-long");
     long_stream(store, &long, LONG_STREAM).await?;
+    Ok(Streams { short, long })
+}
+
+/// Latency on 10-event streams and on a 10,000-event stream with `config`.
+async fn latencies(
+    store: &Arc<dyn EventStore>,
+    run_id: &str,
+    label: &str,
+    config: HandlerConfig,
+    samples: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let Streams { short, long } = streams(store, run_id, label, samples).await?;
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(store), config));
     // One warm-up command per aggregate, as a running server would have had: the long
     // stream's first load replays everything once and writes the snapshot that later
@@ -138,10 +168,39 @@ async fn latencies(
     for id in &short {
         handler.handle(CommandRequest::new(id.clone(), add(1))).await?;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_snapshot(store, &long).await?;
     let short_median = latency(&handler, &short, samples).await?;
     let long_median = latency(&handler, &[long], samples).await?;
     Ok((short_median, long_median))
+}
+
+/// Latency with a cold cache: a new handler per command.
+async fn latencies_cold(
+    store: &Arc<dyn EventStore>,
+    run_id: &str,
+    samples: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let Streams { short, long } = streams(store, run_id, "cold", samples).await?;
+    // The first load of the long stream replays it all and saves its snapshot.
+    CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default())
+        .handle(CommandRequest::new(long.clone(), add(1)))
+        .await?;
+    wait_for_snapshot(store, &long).await?;
+    let short_median = latency_cold(store, &short, samples).await?;
+    let long_median = latency_cold(store, &[long], samples).await?;
+    Ok((short_median, long_median))
+}
+
+/// Waits until the long stream has a snapshot (saved in the background by its first
+/// load); an error after a deadline.
+async fn wait_for_snapshot(store: &Arc<dyn EventStore>, id: &str) -> anyhow::Result<()> {
+    let stream = CommandHandler::<Order>::stream_id(id)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.load_snapshot(&stream).await?.is_none() {
+        anyhow::ensure!(Instant::now() < deadline, "no snapshot of {id} within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -155,9 +214,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("seconds_per_phase".into(), json!(args.target.seconds));
 
     println!("{:<44} {:>12} {:>12}", "phase", "per second", "conflicts/s");
-    let raw = raw::measure(&raw_pool, 32, duration).await?;
+    let raw_1 = raw::measure(&raw_pool, &run_id, 1, duration).await?;
+    row("raw insert, 1 writer", &raw_1);
+    figures.insert("raw_per_s_1".into(), round(raw_1.successes_per_s()));
+    let raw = raw::measure(&raw_pool, &run_id, 32, duration).await?;
     row("raw insert, 32 writers", &raw);
     figures.insert("raw_per_s_32".into(), round(raw.successes_per_s()));
+    let batched = raw::measure_batched(&raw_pool, &run_id, 32, duration).await?;
+    row("raw batched ceiling rows, 32 writers", &batched);
+    figures.insert("raw_batched_per_s_32".into(), round(batched.successes_per_s()));
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default()));
     for tasks in [1, 8, 32] {
         let tally = distinct(&handler, &run_id, tasks, duration).await?;
@@ -165,15 +230,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         figures.insert(format!("commands_per_s_{tasks}"), round(tally.successes_per_s()));
         if tasks == 1 {
             figures.insert("single_task_per_s".into(), round(tally.successes_per_s()));
+            let ratio = tally.successes_per_s() / raw_1.successes_per_s();
+            println!("{:<44} {:>12.2}", "ratio to raw, 1 task", ratio);
+            figures.insert("ratio_1".into(), json!((ratio * 1000.0).round() / 1000.0));
         }
         if tasks == 32 {
             let ratio = tally.successes_per_s() / raw.successes_per_s();
             println!("{:<44} {:>12.2}", "ratio to raw, 32 tasks", ratio);
             figures.insert("ratio_32".into(), json!((ratio * 1000.0).round() / 1000.0));
+            let ratio = tally.successes_per_s() / batched.successes_per_s();
+            println!("{:<44} {:>12.3}", "ratio to the batched ceiling, 32 tasks", ratio);
+            figures.insert("ratio_batched_32".into(), json!((ratio * 1000.0).round() / 1000.0));
         }
     }
     let before = handler.stats();
-    let hot_tally = hot(&handler, &format!("{run_id}-hot"), 32, duration).await?;
+    let hot_tally = hot(std::slice::from_ref(&handler), &format!("{run_id}-hot"), 32, duration).await?;
     let after = handler.stats();
     row("hot aggregate, 32 tasks", &hot_tally);
     figures.insert("hot_successes_per_s".into(), round(hot_tally.successes_per_s()));
@@ -186,6 +257,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         after.conflicts - before.conflicts,
         after.retries - before.retries
     );
+
+    // Two nodes on one aggregate: independent handlers (caches, locks), 16 tasks each.
+    let nodes: Vec<Handler> =
+        (0..2).map(|_| Arc::new(CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default()))).collect();
+    let hot2 = hot(&nodes, &format!("{run_id}-hot2"), 32, duration).await?;
+    let (conflicts2, retries2) =
+        nodes.iter().map(|n| n.stats()).fold((0, 0), |(c, r), s| (c + s.conflicts, r + s.retries));
+    row("hot aggregate, two nodes x 16 tasks", &hot2);
+    println!("{:<44} {:>12} {:>12}", "two nodes: conflicts / retries", conflicts2, retries2);
+    figures.insert("hot2_successes_per_s".into(), round(hot2.successes_per_s()));
+    figures.insert("hot2_conflicts_surfaced".into(), json!(hot2.conflicts));
+    figures.insert("hot2_conflicts".into(), json!(conflicts2));
+    figures.insert("hot2_retries".into(), json!(retries2));
 
     let (short, long) = latencies(&store, &run_id, "cached", HandlerConfig::default(), args.samples).await?;
     let ratio = long.as_secs_f64() / short.as_secs_f64();
@@ -210,7 +294,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("short_stream_latency_ms_no_cache".into(), json!(ms(short)));
     figures.insert("long_stream_latency_ms_no_cache".into(), json!(ms(long)));
     figures.insert("long_short_latency_ratio_no_cache".into(), json!((ratio * 100.0).round() / 100.0));
-    raw_pool.drop_table().await?;
+    let (short, long) = latencies_cold(&store, &run_id, args.samples).await?;
+    let ratio = long.as_secs_f64() / short.as_secs_f64();
+    println!(
+        "{:<44} {:>10.3}ms {:>10.3}ms  ratio {ratio:.2}",
+        "same, cold cache (a new handler per command)",
+        ms(short),
+        ms(long)
+    );
+    figures.insert("short_stream_latency_ms_cold".into(), json!(ms(short)));
+    figures.insert("long_stream_latency_ms_cold".into(), json!(ms(long)));
+    figures.insert("long_short_latency_ratio_cold".into(), json!((ratio * 100.0).round() / 100.0));
+    drop_raw(raw_pool).await?;
     println!("{}", Value::Object(figures));
     Ok(())
 }

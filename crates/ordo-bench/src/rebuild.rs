@@ -3,18 +3,18 @@
 //! same events and a batched upsert of one row per order in SQL — and then measures
 //! the live projection lag (event committed → read model updated) under command load.
 
-use ordo_core::{encode_event, CommandHandler, CommandRequest, HandlerConfig};
+use ordo_core::{encode_event, Aggregate, CommandHandler, CommandRequest, HandlerConfig};
 use ordo_orders::read_model::ORDER_SUMMARIES;
 use ordo_orders::values::{CustomerId, Quantity, Sku, UnitPrice};
 use ordo_orders::{Order, OrderCommand, OrderEvent};
-use ordo_projection::{ProjectionRuntime, ReadDb, RunnerConfig};
-use ordo_store::{AppendRequest, Backend, DatabaseUrl, EventFilter, EventStore, ExpectedVersion};
+use ordo_projection::{ProjectionRuntime, RunnerConfig};
+use ordo_store::{
+    AppendRequest, Backend, Column, DatabaseUrl, EventFilter, EventStore, ExpectedVersion, ReadDb, ReadModelError,
+};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use crate::raw::RawPool;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,7 +48,7 @@ fn order_events(n: u64) -> anyhow::Result<Vec<ordo_store::NewEvent>> {
 
 /// Makes sure the database holds at least `events` generated order events.
 async fn generate(store: &Arc<dyn EventStore>, events: u64) -> anyhow::Result<u64> {
-    let filter = EventFilter::Categories(vec!["order".into()]);
+    let filter = EventFilter::Categories(vec![Order::CATEGORY.into()]);
     let have = store.count_after(0, &filter).await?;
     let orders = events.saturating_sub(have).div_ceil(EVENTS_PER_ORDER);
     if orders == 0 {
@@ -65,7 +65,7 @@ async fn generate(store: &Arc<dyn EventStore>, events: u64) -> anyhow::Result<u6
             tokio::spawn(async move {
                 let mut n = t;
                 while n < orders {
-                    let stream = ordo_store::StreamId::new(format!("order-gen{prefix}-{n}"))?;
+                    let stream = ordo_store::StreamId::in_category(Order::CATEGORY, &format!("gen{prefix}-{n}"))?;
                     store.append(AppendRequest::new(stream, ExpectedVersion::NoStream, order_events(n)?)).await?;
                     n += tasks;
                 }
@@ -81,68 +81,41 @@ async fn generate(store: &Arc<dyn EventStore>, events: u64) -> anyhow::Result<u6
 }
 
 /// The raw ceiling: read every order event in batches by position and upsert one row
-/// per order per batch (its last version and payload), all in plain SQL.
-async fn raw_ceiling(raw: &RawPool) -> anyhow::Result<(u64, Duration)> {
+/// per order per batch (its last version and payload), in plain SQL through the
+/// read-model database (the same connections, and on SQLite the same single writer,
+/// as the rebuild).
+async fn raw_ceiling(db: &ReadDb) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
-    raw.execute("DROP TABLE IF EXISTS bench_raw_summaries").await?;
-    raw.execute("CREATE TABLE bench_raw_summaries (order_id TEXT PRIMARY KEY, version BIGINT, data TEXT)").await?;
+    ddl(db, "DROP TABLE IF EXISTS bench_raw_summaries").await?;
+    ddl(db, "CREATE TABLE bench_raw_summaries (order_id TEXT PRIMARY KEY, version BIGINT, data TEXT)").await?;
     let (mut after, mut done) = (0i64, 0u64);
     loop {
-        let rows = raw_batch(raw, after).await?;
+        let rows: Vec<(i64, String, i64, String)> = db
+            .fetch_all(
+                "SELECT position, stream_id, version, CAST(data AS TEXT) FROM events WHERE position > $1 \
+                 AND category = $2 ORDER BY position LIMIT $3",
+                &[after.into(), Order::CATEGORY.into(), (BATCH as i64).into()],
+            )
+            .await?;
         let Some(last) = rows.last() else { break };
         after = last.0;
         done += rows.len() as u64;
         let (ids, versions, data) = latest_per_stream(rows);
-        match raw {
-            RawPool::Postgres(pool) => {
-                sqlx::query(
-                    "INSERT INTO bench_raw_summaries SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]) \
-                     ON CONFLICT (order_id) DO UPDATE SET version = excluded.version, data = excluded.data",
-                )
-                .bind(ids)
-                .bind(versions)
-                .bind(data)
-                .execute(pool)
-                .await?;
-            }
-            RawPool::Sqlite(pool) => {
-                // SQLite's fastest plain path: multi-row VALUES, 300 rows a statement,
-                // one transaction (one fsync) per batch.
-                let mut tx = pool.begin().await?;
-                for start in (0..ids.len()).step_by(300) {
-                    let end = (start + 300).min(ids.len());
-                    let rows: Vec<String> =
-                        (0..end - start).map(|r| format!("(${}, ${}, ${})", 3 * r + 1, 3 * r + 2, 3 * r + 3)).collect();
-                    let sql = format!(
-                        "INSERT INTO bench_raw_summaries VALUES {} ON CONFLICT (order_id) DO UPDATE SET \
-                         version = excluded.version, data = excluded.data",
-                        rows.join(", ")
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for r in start..end {
-                        query = query.bind(&ids[r]).bind(versions[r]).bind(&data[r]);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
-        }
+        db.transaction(move |mut tx| {
+            Box::pin(async move {
+                let columns =
+                    [Column::Text("order_id", ids), Column::Int("version", versions), Column::Text("data", data)];
+                tx.upsert("bench_raw_summaries", "order_id", &columns, None).await
+            })
+        })
+        .await?;
     }
-    raw.execute("DROP TABLE bench_raw_summaries").await?;
+    ddl(db, "DROP TABLE bench_raw_summaries").await?;
     Ok((done, started.elapsed()))
 }
 
-/// One batch of `(position, stream, version, data as text)` after `after`.
-async fn raw_batch(raw: &RawPool, after: i64) -> anyhow::Result<Vec<(i64, String, i64, String)>> {
-    let (sql, limit) = (
-        "SELECT position, stream_id, version, CAST(data AS TEXT) FROM events WHERE position > $1 \
-         AND category = 'order' ORDER BY position LIMIT $2",
-        BATCH as i64,
-    );
-    Ok(match raw {
-        RawPool::Postgres(pool) => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(pool).await?,
-        RawPool::Sqlite(pool) => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(pool).await?,
-    })
+async fn ddl(db: &ReadDb, statement: &'static str) -> Result<(), ReadModelError> {
+    db.transaction(move |mut tx| Box::pin(async move { tx.execute(statement, &[]).await.map(drop) })).await
 }
 
 /// The last version and payload of each stream in a batch, as parallel columns.
@@ -162,11 +135,14 @@ fn latest_per_stream(rows: Vec<(i64, String, i64, String)>) -> (Vec<String>, Vec
 
 /// Event committed → read model updated, for commands sent while others keep coming.
 async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> anyhow::Result<(f64, f64, u64)> {
-    let runtime =
-        ProjectionRuntime::new(Arc::clone(store), db.clone(), ordo_orders::projectors(), RunnerConfig::default());
+    let database = ordo_store::Database { store: Arc::clone(store), read_db: db.clone() };
+    let runtime = ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default()).await?;
     runtime.start().await?;
     let head = store.head_position().await?;
-    runtime.wait_for_position(ORDER_SUMMARIES, head, Duration::from_secs(600)).await?;
+    anyhow::ensure!(
+        runtime.wait_for_position(ORDER_SUMMARIES, head, Duration::from_secs(600)).await?,
+        "the read model did not catch up with {head} within 600 s"
+    );
     let handler = Arc::new(CommandHandler::<Order>::new(Arc::clone(store), HandlerConfig::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
@@ -191,7 +167,9 @@ async fn live_lag(store: &Arc<dyn EventStore>, db: &ReadDb, seconds: u64) -> any
         let committed =
             handler.handle(CommandRequest::new(format!("lag{run_id}-probe-{}", i / 10), command(i))).await?;
         let started = Instant::now();
-        runtime.wait_for_position(ORDER_SUMMARIES, committed.position, Duration::from_secs(30)).await?;
+        let reached = runtime.wait_for_position(ORDER_SUMMARIES, committed.position, Duration::from_secs(30)).await?;
+        // A wait that timed out is a failure of the projection, not a 30 s sample.
+        anyhow::ensure!(reached, "the read model did not reach position {} within 30 s", committed.position);
         histogram.record(started.elapsed().as_micros() as u64)?;
         i += 1;
     }
@@ -219,24 +197,18 @@ fn command(i: u64) -> OrderCommand {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let url = DatabaseUrl::parse(&args.database_url)?;
     // The store and the read models share connections (on SQLite: one writer).
-    let (store, db) = ReadDb::open(url.as_str()).await?;
-    let pg_pool = match &db {
-        ReadDb::Postgres(pool) => Some(pool.clone()),
-        ReadDb::Sqlite(_) => None,
-    };
-    let raw = RawPool::open(&url, pg_pool).await?;
+    let database = ordo_store::open(url.as_str()).await?;
+    let (store, db) = (Arc::clone(&database.store), database.read_db.clone());
     let events = generate(&store, args.events).await?;
     // Fresh statistics after the bulk load, as autovacuum would soon have: without
     // them PostgreSQL plans each batch read as a full bitmap scan plus sort.
-    if let RawPool::Postgres(pool) = &raw {
-        sqlx::query("ANALYZE events").execute(pool).await?;
-    }
+    ordo_store::baseline::analyze_events(&db).await?;
     let mut figures = Map::new();
     figures.insert("bench".into(), json!("rebuild"));
     figures.insert("backend".into(), json!(url.backend().to_string()));
     figures.insert("events".into(), json!(events));
 
-    let (raw_events, raw_time) = raw_ceiling(&raw).await?;
+    let (raw_events, raw_time) = raw_ceiling(&db).await?;
     let raw_per_s = raw_events as f64 / raw_time.as_secs_f64();
     println!(
         "{:<40} {raw_events:>10} events in {:>7.2}s = {raw_per_s:>10.0} events/s",
@@ -247,7 +219,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // What reading alone costs: every event through the store's `$all` reader.
     let started = Instant::now();
     let (mut after, mut scanned) = (0, 0u64);
-    let filter = EventFilter::Categories(vec!["order".into()]);
+    let filter = EventFilter::Categories(vec![Order::CATEGORY.into()]);
     loop {
         let batch = store.read_all(after, BATCH, &filter).await?;
         let Some(last) = batch.last() else { break };
@@ -265,7 +237,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = RunnerConfig::default();
     config.rebuild_batch_size = args.rebuild_batch.unwrap_or(config.rebuild_batch_size);
     figures.insert("rebuild_batch".into(), json!(config.rebuild_batch_size));
-    let runtime = ProjectionRuntime::new(Arc::clone(&store), db.clone(), ordo_orders::projectors(), config);
+    let runtime = ProjectionRuntime::open(database, ordo_orders::projectors(), config).await?;
     let started = Instant::now();
     let rebuilt = runtime.rebuild(ORDER_SUMMARIES, |_| {}).await?;
     let time = started.elapsed();
@@ -289,7 +261,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if url.backend() == Backend::Sqlite {
         figures.insert("note".into(), json!("sqlite: one writer; rebuild batches share it with live appends"));
     }
-    raw.drop_table().await?;
     println!("{}", Value::Object(figures));
     Ok(())
 }

@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use crate::{DomainEvent, UpcastError};
 
-/// An event that does not encode or decode.
+/// An event (or a recorded outcome) that does not encode or decode.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
-    #[error("event does not serialize as {{\"type\", \"data\"}}: {0}")]
+    #[error("does not serialize as expected: {0}")]
     Shape(String),
     #[error(transparent)]
     Upcast(#[from] UpcastError),

@@ -1,11 +1,13 @@
-//! The command handler: load, decide, append, and retry on conflict — plus the
-//! idempotency that turns a retried or duplicated command into a replay.
+//! The command handler. [`CommandHandler::handle`] reads top to bottom: look up the
+//! idempotency key (a recorded outcome is the answer), load the aggregate, decide,
+//! then append the events — or record the refusal — and retry with backoff when
+//! another writer got there first.
 
 use chrono::Utc;
 use metrics::{counter, histogram};
 use ordo_store::{
-    AppendRequest, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, Position, Snapshot, StoreError,
-    StreamId, Version,
+    AppendRequest, AppendedRange, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot, StoreError,
+    StreamId, Version, READ_PAGE,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,12 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::cache::AggregateCache;
 use crate::codec::{decode_event, encode_event, CodecError};
+use crate::command::Outcome;
 use crate::idempotency::RecordedOutcome;
 use crate::locks::StripedLocks;
-use crate::{Aggregate, IdempotencyKey, RetryPolicy};
-
-/// Events read per page when rebuilding an aggregate.
-const PAGE: usize = 1_000;
+use crate::{Aggregate, CommandError, CommandRequest, Committed, Expectation, IdempotencyKey, RetryPolicy};
 
 /// How the handler behaves; every field has a sensible default.
 #[derive(Clone, Debug)]
@@ -47,101 +47,6 @@ impl Default for HandlerConfig {
     }
 }
 
-/// What the caller believes about the aggregate's version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Expectation {
-    /// Decide against the latest state; on a conflict, reload and decide again.
-    #[default]
-    Latest,
-    /// The stream must satisfy this before the command is decided. A pinned
-    /// `Exact(n)` is never retried: a conflict is the caller's answer.
-    Pinned(ExpectedVersion),
-}
-
-/// A command addressed to one aggregate, with how to run it.
-#[derive(Clone, Debug)]
-#[must_use]
-pub struct CommandRequest<C> {
-    pub aggregate_id: String,
-    pub command: C,
-    pub expectation: Expectation,
-    pub idempotency: Option<IdempotencyKey>,
-    /// Copied onto every event; `command_id` is filled in if empty.
-    pub metadata: EventMetadata,
-}
-
-impl<C> CommandRequest<C> {
-    pub fn new(aggregate_id: impl Into<String>, command: C) -> Self {
-        Self {
-            aggregate_id: aggregate_id.into(),
-            command,
-            expectation: Expectation::Latest,
-            idempotency: None,
-            metadata: EventMetadata::default(),
-        }
-    }
-
-    pub fn expecting(mut self, expectation: Expectation) -> Self {
-        self.expectation = expectation;
-        self
-    }
-
-    pub fn with_idempotency(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency = Some(key);
-        self
-    }
-
-    pub fn with_metadata(mut self, metadata: EventMetadata) -> Self {
-        self.metadata = metadata;
-        self
-    }
-}
-
-/// A committed command (or the replay of one).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Committed<E> {
-    pub aggregate_id: String,
-    pub stream_id: StreamId,
-    /// The stream's version after the command.
-    pub version: Version,
-    /// The global position of the last event the command appended (0 if it appended
-    /// none).
-    pub position: Position,
-    pub events: Vec<E>,
-    /// True when this is the recorded outcome of an earlier request with the same
-    /// idempotency key.
-    pub replayed: bool,
-}
-
-/// Why a command did not commit.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandError<R> {
-    /// The aggregate refused it (a domain outcome).
-    #[error("command rejected: {rejection}")]
-    Rejected { rejection: R, replayed: bool },
-    /// A pinned expected version did not match.
-    #[error("expected {expected} but the aggregate is at version {actual}")]
-    WrongExpectedVersion { expected: ExpectedVersion, actual: Version, replayed: bool },
-    /// Other writers kept winning until the retry policy ran out.
-    #[error("gave up after {attempts} attempts lost to concurrent writers")]
-    Conflict { attempts: u32 },
-    /// The key was first used for a different request.
-    #[error("the idempotency key was used for a different request")]
-    IdempotencyKeyReused,
-    /// Another request with the key is still being processed.
-    #[error("a request with this idempotency key is in flight")]
-    IdempotencyKeyInFlight,
-    #[error("invalid aggregate id: {0}")]
-    InvalidId(String),
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-type Outcome<A> = Result<Committed<<A as Aggregate>::Event>, CommandError<<A as Aggregate>::Rejection>>;
-
 /// Counts of what a handler did since it was created (also exported as metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandlerStats {
@@ -158,7 +63,89 @@ struct Counters {
     retries: AtomicU64,
 }
 
+/// An aggregate as loaded for one command.
+struct Loaded<A> {
+    version: Version,
+    state: A,
+    /// Whether it came from the cache, and so may be behind another node's writes.
+    cached: bool,
+}
+
+/// What a decision comes to.
+enum Decision<A: Aggregate> {
+    /// Events to append at the loaded version.
+    Append(Vec<A::Event>),
+    /// The command changes nothing.
+    Nothing,
+    /// A deterministic refusal, recorded under the key and replayed.
+    Refuse(Refusal<A::Rejection>),
+}
+
+/// A command refused without appending anything.
+enum Refusal<R> {
+    Rejected(R),
+    WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
+}
+
+impl<R: Clone> Refusal<R> {
+    fn recorded(&self) -> RecordedOutcome<R> {
+        match self {
+            Refusal::Rejected(rejection) => RecordedOutcome::Rejected { rejection: rejection.clone() },
+            &Refusal::WrongExpectedVersion { expected, actual } => {
+                RecordedOutcome::WrongExpectedVersion { expected, actual }
+            }
+        }
+    }
+
+    fn into_error(self, replayed: bool) -> CommandError<R> {
+        match self {
+            Refusal::Rejected(rejection) => CommandError::Rejected { rejection, replayed },
+            Refusal::WrongExpectedVersion { expected, actual } => {
+                CommandError::WrongExpectedVersion { expected, actual, replayed }
+            }
+        }
+    }
+}
+
+/// What one attempt came to, once its state is back in the cache (or dropped).
+enum Attempt<A: Aggregate> {
+    Done(Committed<A::Event>),
+    Refused(Refusal<A::Rejection>),
+    /// Another writer appended first; the stream is at `actual`.
+    Conflict {
+        actual: Version,
+    },
+    /// A duplicate with the same key committed first.
+    KeyTaken,
+}
+
 /// Runs commands against aggregates of type `A` on an event store.
+///
+/// `A::CATEGORY` must be non-empty and free of `-` (a stream's category is the part
+/// before its first `-`); a handler for an aggregate that breaks this does not
+/// compile:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use ordo_core::{Aggregate, CommandHandler, HandlerConfig, RejectionKind};
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] struct Bad;
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] enum Ev {}
+/// # impl ordo_core::DomainEvent for Ev {}
+/// # #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)] struct No;
+/// # impl std::fmt::Display for No { fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result { f.write_str("no") } }
+/// # impl std::error::Error for No {}
+/// impl Aggregate for Bad {
+///     const CATEGORY: &'static str = "sales-order"; // the `-` is refused
+///     # type Command = (); type Event = Ev; type Rejection = No;
+///     # fn decide(&self, _: &()) -> Result<Vec<Ev>, No> { Ok(vec![]) }
+///     # fn apply(&mut self, _: &Ev) {}
+///     # fn rejection_kind(_: &No) -> RejectionKind { RejectionKind::Invalid }
+/// }
+/// fn handler(store: Arc<dyn ordo_store::EventStore>) -> CommandHandler<Bad> {
+///     CommandHandler::new(store, HandlerConfig::default())
+/// }
+/// # let _ = handler as fn(_) -> _;
+/// ```
 pub struct CommandHandler<A: Aggregate> {
     store: Arc<dyn EventStore>,
     config: HandlerConfig,
@@ -168,7 +155,13 @@ pub struct CommandHandler<A: Aggregate> {
 }
 
 impl<A: Aggregate> CommandHandler<A> {
+    /// Checked when a handler for `A` is compiled.
+    const VALID_CATEGORY: () =
+        assert!(ordo_store::is_valid_category(A::CATEGORY), "Aggregate::CATEGORY must be non-empty and contain no '-'");
+
     pub fn new(store: Arc<dyn EventStore>, config: HandlerConfig) -> Self {
+        #[allow(clippy::let_unit_value)] // evaluates the compile-time check
+        let () = Self::VALID_CATEGORY;
         Self {
             locks: StripedLocks::new(config.lock_stripes),
             cache: AggregateCache::new(config.cache_capacity),
@@ -190,126 +183,179 @@ impl<A: Aggregate> CommandHandler<A> {
         &self.store
     }
 
-    /// The stream of aggregate `id`.
+    /// The stream of aggregate `id`: `{A::CATEGORY}-{id}`.
     pub fn stream_id(id: &str) -> Result<StreamId, StoreError> {
-        StreamId::new(format!("{}-{id}", A::CATEGORY))
+        StreamId::in_category(A::CATEGORY, id)
     }
 
-    /// Handles one command. A `2xx`-worthy `Ok` means the events are committed.
+    /// Handles one command. An `Ok` means the events are committed (or that the
+    /// command changed nothing). Records `attempts` and `outcome` on the current
+    /// tracing span, for callers that declared those fields.
     pub async fn handle(&self, request: CommandRequest<A::Command>) -> Outcome<A> {
         let started = Instant::now();
-        let outcome = self.handle_inner(request, started).await;
+        let mut attempts = 0;
+        let outcome = self.run(request, started, &mut attempts).await;
         let label = match &outcome {
             Ok(c) if c.replayed => "replayed",
             Ok(_) => "committed",
+            Err(
+                CommandError::Rejected { replayed: true, .. }
+                | CommandError::WrongExpectedVersion { replayed: true, .. },
+            ) => "replayed",
             Err(CommandError::Rejected { .. } | CommandError::WrongExpectedVersion { .. }) => "rejected",
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(_) => "error",
         };
+        let span = tracing::Span::current();
+        span.record("attempts", attempts);
+        span.record("outcome", label);
         self.counters.commands.fetch_add(1, Ordering::Relaxed);
         counter!("ordo_commands_total", "aggregate" => A::CATEGORY, "outcome" => label).increment(1);
         histogram!("ordo_command_duration_seconds", "aggregate" => A::CATEGORY).record(started.elapsed());
         outcome
     }
 
-    async fn handle_inner(&self, request: CommandRequest<A::Command>, started: Instant) -> Outcome<A> {
-        let stream = Self::stream_id(&request.aggregate_id).map_err(|e| CommandError::InvalidId(e.to_string()))?;
+    async fn run(&self, request: CommandRequest<A::Command>, started: Instant, attempts: &mut u32) -> Outcome<A> {
+        let stream =
+            Self::stream_id(&request.aggregate_id).map_err(|e| CommandError::InvalidId { reason: e.to_string() })?;
         let key = request.idempotency.as_ref();
         // Commands on one aggregate take turns in this process; a duplicate that was
         // ahead of us has committed its record by the time we look.
         let _turn = self.locks.lock(stream.as_str()).await;
-        if let Some(replay) = self.replay(key).await {
-            return replay;
+        if let Some(recorded) = self.recorded(key).await {
+            return recorded;
         }
         let mut metadata = request.metadata.clone();
         metadata.command_id.get_or_insert_with(uuid::Uuid::now_v7);
-        let mut attempts = 0;
-        let mut fresh = false;
         loop {
-            attempts += 1;
-            let (version, state, cached) = self.take_or_load(&stream, fresh).await?;
-            if let Expectation::Pinned(expected) = request.expectation {
-                if !expected.accepts(version) {
-                    if self.is_stale(&stream, cached, version).await? {
-                        fresh = true;
-                        continue;
-                    }
-                    self.cache.put(stream.as_str(), version, state);
-                    let outcome = RecordedOutcome::WrongExpectedVersion { expected, actual: version };
-                    return self.refuse(key, outcome).await;
+            *attempts += 1;
+            match self.attempt(&stream, &request, &metadata).await? {
+                Attempt::Done(committed) => return Ok(committed),
+                Attempt::Refused(refusal) => return self.refuse(key, refusal).await,
+                Attempt::KeyTaken => {
+                    return self.recorded(key).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
                 }
-            }
-            let events = match state.decide(&request.command) {
-                Ok(events) => events,
-                Err(rejection) => {
-                    if self.is_stale(&stream, cached, version).await? {
-                        fresh = true;
-                        continue;
-                    }
-                    self.cache.put(stream.as_str(), version, state);
-                    return self.refuse(key, RecordedOutcome::Rejected { rejection }).await;
-                }
-            };
-            if events.is_empty() {
-                if self.is_stale(&stream, cached, version).await? {
-                    fresh = true;
-                    continue;
-                }
-                self.cache.put(stream.as_str(), version, state);
-                let aggregate_id = request.aggregate_id.clone();
-                return Ok(Committed {
-                    aggregate_id,
-                    stream_id: stream,
-                    version,
-                    position: 0,
-                    events,
-                    replayed: false,
-                });
-            }
-            let new_events = events
-                .iter()
-                .map(|e| encode_event(e).map(|n| n.with_metadata(metadata.clone())))
-                .collect::<Result<Vec<_>, _>>()?;
-            // Always the version the decision saw: anything else could lose an update.
-            let mut append = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(version), new_events);
-            if let Some(key) = key {
-                append = append.with_idempotency(self.record(key, &RecordedOutcome::<A::Rejection>::Committed)?);
-            }
-            match self.store.append(append).await {
-                Ok(result) => {
-                    let mut state = state;
-                    events.iter().for_each(|e| state.apply(e));
-                    self.remember(&stream, version, result.last_version, state);
-                    return Ok(Committed {
-                        aggregate_id: request.aggregate_id,
-                        stream_id: stream,
-                        version: result.last_version,
-                        position: result.last_position(),
-                        events,
-                        replayed: false,
-                    });
-                }
-                // The state we took from the cache is stale: it is dropped here.
-                Err(StoreError::WrongExpectedVersion { actual, .. }) => {
+                Attempt::Conflict { actual } => {
                     self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_conflicts_total", "aggregate" => A::CATEGORY).increment(1);
                     if let Expectation::Pinned(expected @ ExpectedVersion::Exact(_)) = request.expectation {
-                        return self.refuse(key, RecordedOutcome::WrongExpectedVersion { expected, actual }).await;
+                        return self.refuse(key, Refusal::WrongExpectedVersion { expected, actual }).await;
                     }
-                    if !self.config.retry.allows_another(attempts, started.elapsed()) {
-                        return Err(CommandError::Conflict { attempts });
+                    if !self.config.retry.allows_another(*attempts, started.elapsed()) {
+                        return Err(CommandError::Conflict { attempts: *attempts });
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     counter!("ordo_command_retries_total", "aggregate" => A::CATEGORY).increment(1);
-                    let delay = self.config.retry.delay(attempts, &mut rand::thread_rng());
+                    let delay = self.config.retry.delay(*attempts, &mut rand::thread_rng());
                     tokio::time::sleep(delay).await;
                 }
-                // A duplicate with the same key committed first, here or on another node.
-                Err(StoreError::IdempotencyKeyExists { .. }) => {
-                    return self.replay(key).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
-                }
-                Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Loads, decides and appends once. The state goes back into the cache here and
+    /// only here: after a decision that appends nothing, or with the events applied
+    /// after a successful append. After a conflict it is dropped, so the next
+    /// attempt loads the stream afresh.
+    async fn attempt(
+        &self,
+        stream: &StreamId,
+        request: &CommandRequest<A::Command>,
+        metadata: &EventMetadata,
+    ) -> Result<Attempt<A>, CommandError<A::Rejection>> {
+        let (loaded, decision) = self.load_and_decide(stream, request).await?;
+        let Loaded { version, mut state, .. } = loaded;
+        let (attempt, kept) = match decision {
+            Decision::Refuse(refusal) => (Attempt::Refused(refusal), Some(version)),
+            Decision::Nothing => {
+                (Attempt::Done(self.committed(request, stream, version, 0, Vec::new())), Some(version))
+            }
+            Decision::Append(events) => {
+                match self.store.append(self.append(stream, version, &events, request, metadata)?).await {
+                    Ok(result) => {
+                        events.iter().for_each(|e| state.apply(e));
+                        let done = self.committed(request, stream, result.last_version, result.last_position(), events);
+                        (Attempt::Done(done), Some(result.last_version))
+                    }
+                    Err(StoreError::WrongExpectedVersion { actual, .. }) => (Attempt::Conflict { actual }, None),
+                    Err(StoreError::IdempotencyKeyExists { .. }) => (Attempt::KeyTaken, None),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if let Some(now) = kept {
+            self.remember(stream, version, now, state);
+        }
+        Ok(attempt)
+    }
+
+    /// The aggregate (from the cache, taken out: the caller holds its turn, or from
+    /// the store) and the decision on it. A decision that appends nothing is checked
+    /// by no expected version, so it must not rest on cached state another node has
+    /// moved past: it is re-checked once against the stream's version, and decided
+    /// again on a fresh load if the stream moved.
+    async fn load_and_decide(
+        &self,
+        stream: &StreamId,
+        request: &CommandRequest<A::Command>,
+    ) -> Result<(Loaded<A>, Decision<A>), CommandError<A::Rejection>> {
+        let loaded = match self.cache.take(stream.as_str()) {
+            Some((version, state)) => Loaded { version, state, cached: true },
+            None => self.load_fresh(stream).await?,
+        };
+        let decision = decide(&loaded, request);
+        let stale = loaded.cached
+            && !matches!(decision, Decision::Append(_))
+            && self.store.stream_version(stream).await? != loaded.version;
+        if !stale {
+            return Ok((loaded, decision));
+        }
+        let fresh = self.load_fresh(stream).await?;
+        let decision = decide(&fresh, request);
+        Ok((fresh, decision))
+    }
+
+    async fn load_fresh(&self, stream: &StreamId) -> Result<Loaded<A>, CommandError<A::Rejection>> {
+        let (version, state) = self.load(stream).await?;
+        Ok(Loaded { version, state, cached: false })
+    }
+
+    /// The append of `events` at exactly the version the decision saw — anything else
+    /// could lose an update — with the key's record in the same transaction.
+    fn append(
+        &self,
+        stream: &StreamId,
+        version: Version,
+        events: &[A::Event],
+        request: &CommandRequest<A::Command>,
+        metadata: &EventMetadata,
+    ) -> Result<AppendRequest, CodecError> {
+        let encoded = events
+            .iter()
+            .map(|e| encode_event(e).map(|n| n.with_metadata(metadata.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut append = AppendRequest::new(stream.clone(), ExpectedVersion::Exact(version), encoded);
+        if let Some(key) = &request.idempotency {
+            append = append.with_idempotency(self.record(key, &RecordedOutcome::<A::Rejection>::Committed)?);
+        }
+        Ok(append)
+    }
+
+    fn committed(
+        &self,
+        request: &CommandRequest<A::Command>,
+        stream: &StreamId,
+        version: Version,
+        position: ordo_store::Position,
+        events: Vec<A::Event>,
+    ) -> Committed<A::Event> {
+        Committed {
+            aggregate_id: request.aggregate_id.clone(),
+            stream_id: stream.clone(),
+            version,
+            position,
+            events,
+            replayed: false,
         }
     }
 
@@ -319,47 +365,19 @@ impl<A: Aggregate> CommandHandler<A> {
         let (mut version, mut state) = self.load_snapshot(stream).await?;
         let from = version;
         loop {
-            let page = self.store.read_stream(stream, version + 1, PAGE).await?;
+            let page = self.store.read_stream(stream, version + 1, READ_PAGE).await?;
             for stored in &page {
                 state.apply(&decode_event::<A::Event>(stored)?);
                 version = stored.version;
             }
-            if page.len() < PAGE {
+            if page.len() < READ_PAGE {
                 break;
             }
         }
-        if self.config.snapshot_every.is_some_and(|every| version - from >= every) {
+        if self.config.snapshot_every.is_some_and(|every| version.saturating_sub(from) >= every) {
             self.save_snapshot(stream, version, &state);
         }
         Ok((version, state))
-    }
-
-    /// The cached aggregate, taken out of the cache for the command (the caller holds
-    /// its turn and puts it back), or a fresh load.
-    /// Whether `cached` state at `version` is behind the stream. An answer that
-    /// appends nothing (a refusal, an empty decision) is never checked by an expected
-    /// version, so it must not rest on state another node has moved past.
-    async fn is_stale(
-        &self,
-        stream: &StreamId,
-        cached: bool,
-        version: Version,
-    ) -> Result<bool, CommandError<A::Rejection>> {
-        Ok(cached && self.store.stream_version(stream).await? != version)
-    }
-
-    /// The cached aggregate (taken out of the cache for the command: the caller holds
-    /// its turn and puts it back) unless `fresh` is asked for, or a fresh load; the
-    /// flag says whether it came from the cache.
-    async fn take_or_load(
-        &self,
-        stream: &StreamId,
-        fresh: bool,
-    ) -> Result<(Version, A, bool), CommandError<A::Rejection>> {
-        match self.cache.take(stream.as_str()) {
-            Some((version, state)) if !fresh => Ok((version, state, true)),
-            _ => self.load(stream).await.map(|(version, state)| (version, state, false)),
-        }
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
@@ -379,15 +397,15 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
-    /// Caches the new state and snapshots it when the stream crossed a multiple of
-    /// `snapshot_every`.
-    fn remember(&self, stream: &StreamId, old: Version, new: Version, state: A) {
+    /// Puts the state back into the cache at version `now`, and snapshots it when the
+    /// stream crossed a multiple of `snapshot_every` since `then`.
+    fn remember(&self, stream: &StreamId, then: Version, now: Version, state: A) {
         if let Some(every) = self.config.snapshot_every.filter(|e| *e > 0) {
-            if new / every > old / every {
-                self.save_snapshot(stream, new, &state);
+            if now / every > then / every {
+                self.save_snapshot(stream, now, &state);
             }
         }
-        self.cache.put(stream.as_str(), new, state);
+        self.cache.put(stream.as_str(), now, state);
     }
 
     /// Saves a snapshot in the background: a lost snapshot only costs a longer load.
@@ -406,12 +424,12 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         key: &IdempotencyKey,
         outcome: &RecordedOutcome<A::Rejection>,
-    ) -> Result<IdempotencyRecord, CommandError<A::Rejection>> {
+    ) -> Result<IdempotencyRecord, CodecError> {
         let retention = chrono::Duration::from_std(self.config.idempotency_retention).unwrap_or(chrono::Duration::MAX);
         Ok(IdempotencyRecord {
-            scope: key.scope.clone(),
-            key: key.key.clone(),
-            fingerprint: key.fingerprint.clone(),
+            scope: key.scope().to_owned(),
+            key: key.key().to_owned(),
+            fingerprint: key.fingerprint().to_owned(),
             outcome: serde_json::to_value(outcome).map_err(|e| CodecError::Shape(e.to_string()))?,
             expires_at: Utc::now().checked_add_signed(retention).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC),
         })
@@ -419,33 +437,28 @@ impl<A: Aggregate> CommandHandler<A> {
 
     /// Answers with a deterministic refusal, recording it under the key first so that
     /// a retry gets the same answer.
-    async fn refuse(&self, key: Option<&IdempotencyKey>, outcome: RecordedOutcome<A::Rejection>) -> Outcome<A> {
+    async fn refuse(&self, key: Option<&IdempotencyKey>, refusal: Refusal<A::Rejection>) -> Outcome<A> {
         if let Some(key) = key {
-            match self.store.record_outcome(self.record(key, &outcome)?).await {
+            match self.store.record_outcome(self.record(key, &refusal.recorded())?).await {
                 Ok(()) => {}
+                // A duplicate with the same key was answered first: its answer is ours.
                 Err(StoreError::IdempotencyKeyExists { .. }) => {
-                    return self.replay(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
+                    return self.recorded(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(match outcome {
-            RecordedOutcome::Rejected { rejection } => CommandError::Rejected { rejection, replayed: false },
-            RecordedOutcome::WrongExpectedVersion { expected, actual } => {
-                CommandError::WrongExpectedVersion { expected, actual, replayed: false }
-            }
-            RecordedOutcome::Committed => CommandError::IdempotencyKeyInFlight,
-        })
+        Err(refusal.into_error(false))
     }
 
-    /// The recorded outcome for `key`, if it has one.
-    async fn replay(&self, key: Option<&IdempotencyKey>) -> Option<Outcome<A>> {
+    /// The outcome recorded under `key`, as this request's answer, if it has one.
+    async fn recorded(&self, key: Option<&IdempotencyKey>) -> Option<Outcome<A>> {
         let key = key?;
-        let stored = match self.store.find_idempotency(&key.scope, &key.key).await {
+        let stored = match self.store.find_idempotency(key.scope(), key.key()).await {
             Ok(stored) => stored?,
             Err(e) => return Some(Err(e.into())),
         };
-        if stored.record.fingerprint != key.fingerprint {
+        if stored.record.fingerprint != key.fingerprint() {
             return Some(Err(CommandError::IdempotencyKeyReused));
         }
         let outcome: RecordedOutcome<A::Rejection> = match serde_json::from_value(stored.record.outcome) {
@@ -455,22 +468,32 @@ impl<A: Aggregate> CommandHandler<A> {
         Some(match (outcome, stored.appended) {
             (RecordedOutcome::Committed, Some(range)) => self.replay_committed(range).await,
             (RecordedOutcome::Committed, None) => {
-                Err(StoreError::Corrupt("committed record without events".into()).into())
+                Err(StoreError::Corrupt("a committed idempotency record without its events".into()).into())
             }
-            (RecordedOutcome::Rejected { rejection }, _) => Err(CommandError::Rejected { rejection, replayed: true }),
+            (RecordedOutcome::Rejected { rejection }, _) => Err(Refusal::Rejected(rejection).into_error(true)),
             (RecordedOutcome::WrongExpectedVersion { expected, actual }, _) => {
-                Err(CommandError::WrongExpectedVersion { expected, actual, replayed: true })
+                Err(Refusal::WrongExpectedVersion { expected, actual }.into_error(true))
             }
         })
     }
 
-    async fn replay_committed(&self, range: ordo_store::AppendedRange) -> Outcome<A> {
-        let count = usize::try_from(range.last_version - range.first_version + 1).unwrap_or(usize::MAX);
-        let stored = self.store.read_stream(&range.stream_id, range.first_version, count).await?;
-        let events = stored.iter().map(decode_event::<A::Event>).collect::<Result<Vec<_>, _>>()?;
+    /// The committed result of an earlier request, rebuilt from the events it
+    /// appended.
+    async fn replay_committed(&self, range: AppendedRange) -> Outcome<A> {
+        let corrupt = || StoreError::Corrupt(format!("idempotency record with versions {range:?}"));
+        let count = range
+            .last_version
+            .checked_sub(range.first_version)
+            .and_then(|d| d.checked_add(1))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(corrupt)?;
         let prefix = format!("{}-", A::CATEGORY);
-        let aggregate_id =
-            range.stream_id.as_str().strip_prefix(&prefix).unwrap_or(range.stream_id.as_str()).to_owned();
+        // A record of another aggregate's stream: the key was used for another request.
+        let Some(aggregate_id) = range.stream_id.as_str().strip_prefix(&prefix).map(str::to_owned) else {
+            return Err(CommandError::IdempotencyKeyReused);
+        };
+        let stored = self.store.read_stream(&range.stream_id, range.first_version, count).await?;
+        let events = stored.iter().map(decode_event::<A::Event>).collect::<Result<Vec<_>, CodecError>>()?;
         Ok(Committed {
             aggregate_id,
             stream_id: range.stream_id,
@@ -479,5 +502,20 @@ impl<A: Aggregate> CommandHandler<A> {
             events,
             replayed: true,
         })
+    }
+}
+
+/// The decision on `loaded` for `request`: a pinned expectation first, then the
+/// aggregate's own rules.
+fn decide<A: Aggregate>(loaded: &Loaded<A>, request: &CommandRequest<A::Command>) -> Decision<A> {
+    if let Expectation::Pinned(expected) = request.expectation {
+        if !expected.accepts(loaded.version) {
+            return Decision::Refuse(Refusal::WrongExpectedVersion { expected, actual: loaded.version });
+        }
+    }
+    match loaded.state.decide(&request.command) {
+        Ok(events) if events.is_empty() => Decision::Nothing,
+        Ok(events) => Decision::Append(events),
+        Err(rejection) => Decision::Refuse(Refusal::Rejected(rejection)),
     }
 }

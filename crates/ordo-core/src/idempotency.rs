@@ -1,18 +1,62 @@
 //! Idempotency keys: what a keyed command carries, and how its outcome is recorded so
 //! that a retry gets the same answer.
 
-use ordo_store::EventStore;
+use ordo_store::{EventStore, ExpectedVersion, Version};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A caller's idempotency key, with what it is unique within and a fingerprint of the
-/// request it was first used for.
+/// request it was first used for. It cannot be built invalid (an empty or too long
+/// key), so the store never sees one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyKey {
-    pub scope: String,
-    pub key: String,
-    pub fingerprint: String,
+    scope: String,
+    key: String,
+    fingerprint: String,
+}
+
+/// A key the store would refuse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid idempotency key: {reason}")]
+pub struct InvalidIdempotencyKey {
+    pub reason: String,
+}
+
+impl IdempotencyKey {
+    /// `key` (1 to 255 characters, no NUL) within `scope`, first used for the request
+    /// with `fingerprint`.
+    ///
+    /// ```
+    /// use ordo_core::IdempotencyKey;
+    /// assert!(IdempotencyKey::new("http", "k-1", "f").is_ok());
+    /// assert!(IdempotencyKey::new("http", "", "f").is_err());
+    /// assert!(IdempotencyKey::new("http", "k".repeat(256), "f").is_err());
+    /// ```
+    pub fn new(
+        scope: impl Into<String>,
+        key: impl Into<String>,
+        fingerprint: impl Into<String>,
+    ) -> Result<Self, InvalidIdempotencyKey> {
+        let (scope, key, fingerprint) = (scope.into(), key.into(), fingerprint.into());
+        ordo_store::check_idempotency_key(&key).map_err(|e| InvalidIdempotencyKey { reason: e.to_string() })?;
+        if scope.contains('\0') || fingerprint.contains('\0') {
+            return Err(InvalidIdempotencyKey { reason: "scope and fingerprint cannot contain NUL".into() });
+        }
+        Ok(Self { scope, key, fingerprint })
+    }
+
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
 }
 
 /// The recorded outcome, as stored in the record's `outcome` column.
@@ -24,7 +68,7 @@ pub(crate) enum RecordedOutcome<R> {
     /// The aggregate refused the command.
     Rejected { rejection: R },
     /// A pinned expected version did not match.
-    WrongExpectedVersion { expected: ordo_store::ExpectedVersion, actual: u64 },
+    WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
 }
 
 /// Deletes expired idempotency records every `every`, until the returned task is

@@ -7,14 +7,17 @@
 mod aggregate;
 mod cache;
 mod codec;
+mod command;
 mod handler;
 mod idempotency;
 mod locks;
 mod retry;
+#[cfg(feature = "testing")]
 pub mod testkit;
 
 pub use aggregate::{Aggregate, DomainEvent, RejectionKind, UpcastError};
 pub use codec::{decode_event, encode_event, CodecError};
-pub use handler::{CommandError, CommandHandler, CommandRequest, Committed, Expectation, HandlerConfig, HandlerStats};
-pub use idempotency::{spawn_idempotency_purge, IdempotencyKey};
+pub use command::{CommandError, CommandRequest, Committed, Expectation, Outcome};
+pub use handler::{CommandHandler, HandlerConfig, HandlerStats};
+pub use idempotency::{spawn_idempotency_purge, IdempotencyKey, InvalidIdempotencyKey};
 pub use retry::RetryPolicy;

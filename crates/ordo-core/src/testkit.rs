@@ -5,6 +5,8 @@
 //! given::<Order>([created("c-1")]).when(place()).then_rejected(OrderRejection::rule("place needs items"));
 //! ```
 
+#![allow(clippy::expect_used)] // a test kit: a failed expectation is a failed test
+
 use crate::{decode_event, encode_event, Aggregate};
 use std::fmt::Debug;
 

@@ -178,11 +178,12 @@ pub struct ProjectionView {
     pub rebuild: Option<RebuildView>,
 }
 
-/// The event a projector could not apply.
+/// Why a projector stopped: the event it could not apply (when an event was at
+/// fault), and the message.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProjectionErrorView {
-    pub position: u64,
-    pub event_type: String,
+    pub position: Option<u64>,
+    pub event_type: Option<String>,
     pub message: String,
 }
 

@@ -36,6 +36,9 @@ pub enum ApiError {
     InvalidHeader { name: &'static str, detail: String },
     #[error("invalid Idempotency-Key header: {0}")]
     InvalidIdempotencyKey(String),
+    /// Input the store refused (a value it cannot hold, say).
+    #[error("invalid request: {0}")]
+    InvalidInput(String),
     /// Request values outside their bounds, field by field (possibly replayed).
     #[error("{}", describe(errors))]
     Validation { errors: Vec<FieldError>, replayed: bool },
@@ -116,7 +119,7 @@ impl ApiError {
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             InvalidHeader { .. } => (StatusCode::BAD_REQUEST, "invalid_header"),
-            InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
+            InvalidIdempotencyKey(_) | InvalidInput(_) => (StatusCode::BAD_REQUEST, "validation_failed"),
             Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             OrderNotFound { .. } => (StatusCode::NOT_FOUND, "order_not_found"),

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ordo_core::decode_event;
+use ordo_core::{decode_event, Aggregate};
 use ordo_projection::{
     Column, ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables,
 };
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::{Line, OrderEvent, OrderStatus};
+use crate::{Line, Order, OrderEvent, OrderStatus};
 
 /// The projector's name, which keys its checkpoint.
 pub const ORDER_SUMMARIES: &str = "order_summaries";
@@ -57,7 +57,7 @@ pub struct ItemView {
 pub struct OrderSummary {
     pub order_id: String,
     pub customer_id: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub items: Vec<ItemView>,
     pub total_cents: i64,
     pub version: u64,
@@ -80,18 +80,24 @@ struct Row {
 }
 
 impl Row {
-    fn into_summary(self) -> Result<OrderSummary, String> {
+    /// The summary this row holds; a row that does not decode is corrupt state.
+    fn into_summary(self) -> Result<OrderSummary, ProjectionError> {
+        let id = &self.order_id;
+        let corrupt = |what: &str, detail: &dyn std::fmt::Display| {
+            ProjectionError::corrupt(ORDER_SUMMARIES, format!("{what} of order {id}: {detail}"))
+        };
         Ok(OrderSummary {
-            items: serde_json::from_str(&self.items).map_err(|e| format!("items of {}: {e}", self.order_id))?,
-            version: u64::try_from(self.version).map_err(|_| "negative version".to_owned())?,
-            created_position: u64::try_from(self.created_position).map_err(|_| "negative position".to_owned())?,
+            items: serde_json::from_str(&self.items).map_err(|e| corrupt("items", &e))?,
+            status: OrderStatus::parse(&self.status).ok_or_else(|| corrupt("status", &self.status))?,
+            version: u64::try_from(self.version).map_err(|_| corrupt("version", &self.version))?,
+            created_position: u64::try_from(self.created_position)
+                .map_err(|_| corrupt("created position", &self.created_position))?,
             updated_at: DateTime::parse_from_rfc3339(&self.updated_at)
-                .map_err(|e| format!("updated_at of {}: {e}", self.order_id))?
+                .map_err(|e| corrupt("updated_at", &e))?
                 .with_timezone(&Utc),
-            order_id: self.order_id,
             customer_id: self.customer_id,
-            status: self.status,
             total_cents: self.total_cents,
+            order_id: self.order_id,
         })
     }
 }
@@ -117,7 +123,7 @@ impl Folding {
         match event {
             OrderEvent::OrderCreated { customer_id } => {
                 s.customer_id.clone_from(customer_id);
-                s.status = OrderStatus::Draft.as_str().into();
+                s.status = OrderStatus::Draft;
             }
             OrderEvent::ItemAdded { sku, quantity, unit_price_cents } => {
                 let line =
@@ -127,11 +133,11 @@ impl Folding {
             OrderEvent::ItemRemoved { sku } => {
                 self.lines.remove(sku);
             }
-            OrderEvent::OrderPlaced { .. } => s.status = OrderStatus::Placed.as_str().into(),
-            OrderEvent::OrderPaid { .. } => s.status = OrderStatus::Paid.as_str().into(),
-            OrderEvent::OrderShipped { .. } => s.status = OrderStatus::Shipped.as_str().into(),
-            OrderEvent::OrderDelivered {} => s.status = OrderStatus::Delivered.as_str().into(),
-            OrderEvent::OrderCancelled { .. } => s.status = OrderStatus::Cancelled.as_str().into(),
+            OrderEvent::OrderPlaced { .. } => s.status = OrderStatus::Placed,
+            OrderEvent::OrderPaid { .. } => s.status = OrderStatus::Paid,
+            OrderEvent::OrderShipped { .. } => s.status = OrderStatus::Shipped,
+            OrderEvent::OrderDelivered {} => s.status = OrderStatus::Delivered,
+            OrderEvent::OrderCancelled { .. } => s.status = OrderStatus::Cancelled,
         }
     }
 
@@ -151,7 +157,7 @@ impl Folding {
 
 /// The order id of an order stream (`order-42` → `42`).
 fn order_id_of(stream: &StreamId) -> Option<&str> {
-    stream.as_str().strip_prefix("order-")
+    stream.as_str().strip_prefix(Order::CATEGORY)?.strip_prefix('-')
 }
 
 /// Keeps `order_summaries`.
@@ -165,7 +171,7 @@ impl Projector for OrderSummaryProjector {
     }
 
     fn filter(&self) -> EventFilter {
-        EventFilter::Categories(vec!["order".into()])
+        EventFilter::Categories(vec![Order::CATEGORY.into()])
     }
 
     fn tables(&self) -> Vec<TableDef> {
@@ -203,7 +209,7 @@ impl Projector for OrderSummaryProjector {
         };
         let mut orders: HashMap<String, Folding> = HashMap::with_capacity(rows.len());
         for row in rows {
-            let summary = row.into_summary().map_err(|e| stored_error(events, e))?;
+            let summary = row.into_summary()?;
             orders.insert(summary.order_id.clone(), Folding::from_summary(summary));
         }
         let mut touched = Vec::new();
@@ -228,7 +234,7 @@ impl Projector for OrderSummaryProjector {
                     summary: OrderSummary {
                         order_id: id.to_owned(),
                         customer_id: String::new(),
-                        status: String::new(),
+                        status: OrderStatus::Draft,
                         items: Vec::new(),
                         total_cents: 0,
                         version: 0,
@@ -264,62 +270,73 @@ impl Projector for OrderSummaryProjector {
     }
 }
 
-fn stored_error(events: &[RecordedEvent], message: String) -> ProjectionError {
-    match events.first() {
-        Some(first) => ProjectionError::apply(first, format!("stored read model is corrupt: {message}")),
-        None => ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: message },
-    }
-}
-
 async fn upsert(tx: &mut ReadModelTx<'_>, table: &str, summaries: &[OrderSummary]) -> Result<(), ProjectionError> {
     let text = |f: fn(&OrderSummary) -> String| summaries.iter().map(f).collect::<Vec<_>>();
     let int = |f: fn(&OrderSummary) -> i64| summaries.iter().map(f).collect::<Vec<_>>();
-    let items = summaries
-        .iter()
-        .map(|s| serde_json::to_string(&s.items))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason: e.to_string() })?;
+    // Plain structs of strings and numbers: serializing them cannot fail.
+    let items = summaries.iter().map(|s| serde_json::to_string(&s.items).unwrap_or_default()).collect();
     let columns = [
         Column::Text("order_id", text(|s| s.order_id.clone())),
         Column::Text("customer_id", text(|s| s.customer_id.clone())),
-        Column::Text("status", text(|s| s.status.clone())),
+        Column::Text("status", text(|s| s.status.as_str().to_owned())),
         Column::Text("items", items),
         Column::Int("total_cents", int(|s| s.total_cents)),
-        Column::Int("version", int(|s| i64::try_from(s.version).unwrap_or(i64::MAX))),
-        Column::Int("created_position", int(|s| i64::try_from(s.created_position).unwrap_or(i64::MAX))),
+        Column::Int("version", stored(summaries, |s| s.version)?),
+        Column::Int("created_position", stored(summaries, |s| s.created_position)?),
         Column::Text("updated_at", text(|s| s.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))),
     ];
     // `created_position` never changes: the upsert may rewrite it to the same value.
-    tx.upsert(table, "order_id", &columns, Some("version")).await
+    Ok(tx.upsert(table, "order_id", &columns, Some("version")).await?)
+}
+
+/// A version or position of every summary, as the column stores it.
+fn stored(summaries: &[OrderSummary], field: fn(&OrderSummary) -> u64) -> Result<Vec<i64>, ProjectionError> {
+    summaries
+        .iter()
+        .map(|s| {
+            i64::try_from(field(s)).map_err(|_| {
+                ProjectionError::Store(ordo_store::StoreError::OutOfRange {
+                    what: "version or position",
+                    value: field(s),
+                })
+            })
+        })
+        .collect()
 }
 
 /// One order's summary, if the read model has it.
 pub async fn get_order(db: &ReadDb, order_id: &str) -> Result<Option<OrderSummary>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM {ORDER_SUMMARIES} WHERE order_id = $1");
     let row = db.fetch_all::<Row>(&sql, &[order_id.into()]).await?.pop();
-    row.map(|r| {
-        r.into_summary().map_err(|reason| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason })
-    })
-    .transpose()
+    row.map(Row::into_summary).transpose()
+}
+
+/// What a read-your-writes wait found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OrderWait {
+    /// The read model holds the order at the version asked for, or later.
+    Reached(OrderSummary),
+    /// Time ran out first; this is what the read model held then (if anything).
+    Behind(Option<OrderSummary>),
 }
 
 /// Waits (at most `timeout`) until the read model holds `order_id` at `min_version`
-/// or later; returns what it holds then (`Err(None)`/`Err(Some)`: not in time).
+/// or later.
 pub async fn wait_for_order(
     runtime: &ProjectionRuntime,
     order_id: &str,
     min_version: u64,
     timeout: Duration,
-) -> Result<Result<OrderSummary, Option<OrderSummary>>, ProjectionError> {
+) -> Result<OrderWait, ProjectionError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let summary = get_order(runtime.db(), order_id).await?;
         if let Some(summary) = summary.as_ref().filter(|s| s.version >= min_version) {
-            return Ok(Ok(summary.clone()));
+            return Ok(OrderWait::Reached(summary.clone()));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Ok(Err(summary));
+            return Ok(OrderWait::Behind(summary));
         }
         runtime.changed(ORDER_SUMMARIES, (deadline - now).min(Duration::from_millis(50))).await?;
     }
@@ -333,19 +350,24 @@ pub struct OrderPage {
     pub next_cursor: Option<String>,
 }
 
+/// The most orders one page of the listing holds.
+pub const MAX_PAGE: usize = 500;
+/// The orders a page holds when the caller does not say.
+pub const DEFAULT_PAGE: usize = 50;
+
 /// What to list.
 #[derive(Clone, Debug, Default)]
 pub struct ListOrders {
     pub customer_id: Option<String>,
     pub status: Option<OrderStatus>,
-    /// 1..=500.
+    /// 1..=[`MAX_PAGE`] (clamped).
     pub limit: usize,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
 
 /// A cursor that is not one of ours.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid cursor")]
 pub struct InvalidCursor;
 
@@ -369,19 +391,15 @@ pub async fn list_orders(db: &ReadDb, query: &ListOrders) -> Result<OrderPage, L
         params.push(status.as_str().into());
         conditions.push(format!("status = ${}", params.len()));
     }
-    let limit = query.limit.clamp(1, 500);
+    let limit = query.limit.clamp(1, MAX_PAGE);
     params.push(SqlValue::from(limit as i64 + 1));
     let sql = format!(
         "SELECT {COLUMNS} FROM {ORDER_SUMMARIES} WHERE {} ORDER BY created_position LIMIT ${}",
         conditions.join(" AND "),
         params.len()
     );
-    let rows = db.fetch_all::<Row>(&sql, &params).await?;
-    let mut orders = rows
-        .into_iter()
-        .map(Row::into_summary)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| ProjectionError::Unsupported { projector: ORDER_SUMMARIES.into(), reason })?;
+    let rows = db.fetch_all::<Row>(&sql, &params).await.map_err(ProjectionError::from)?;
+    let mut orders = rows.into_iter().map(Row::into_summary).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = if orders.len() > limit {
         orders.truncate(limit);
         orders.last().map(|o| format!("c{}", o.created_position))
@@ -393,6 +411,7 @@ pub async fn list_orders(db: &ReadDb, query: &ListOrders) -> Result<OrderPage, L
 
 /// Why a listing failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListError {
     #[error(transparent)]
     InvalidCursor(#[from] InvalidCursor),

@@ -1,5 +1,7 @@
 //! Proptest strategies for order commands (feature `testing`).
 
+#![allow(clippy::expect_used)] // test support: constants that are valid by construction
+
 use proptest::prelude::*;
 
 use crate::values::{CancelReason, CustomerId, Quantity, Sku, TrackingNumber, UnitPrice};

@@ -19,7 +19,7 @@ const CHILD_ENV: &str = "ORDO_CRASH_CHILD_URL";
 const ROUND_ENV: &str = "ORDO_CRASH_ROUND";
 
 fn key(n: &str) -> IdempotencyKey {
-    IdempotencyKey { scope: "crash".into(), key: n.into(), fingerprint: "f".into() }
+    IdempotencyKey::new("crash", n, "f").unwrap()
 }
 
 fn add(sku: &str) -> OrderCommand {
@@ -107,7 +107,7 @@ async fn kill_9_scenario(db: TestDatabase) {
     // Let $all catch up with everything that committed (PostgreSQL trails in-flight
     // transactions of other tests), then compare the log with the records.
     let head = store.head_position().await.unwrap();
-    ordo_store::testing::conformance::settle(&*store, head).await;
+    ordo_store::testing::settle(&*store, head).await;
     let events = store.read_all(0, 1_000_000, &EventFilter::EventTypes(vec!["ItemAdded".into()])).await.unwrap();
     let skus: Vec<String> = events.iter().map(|e| e.data["sku"].as_str().unwrap().to_owned()).collect();
     let unique: HashSet<&String> = skus.iter().collect();

@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 use ordo_projection::{
-    ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, RunnerConfig, TableDef, Tables,
+    ProjectionError, ProjectionRuntime, Projector, ProjectorState, ReadModelTx, RunnerConfig, TableDef, Tables,
 };
-use ordo_store::testing::{run, TestDatabase};
-use ordo_store::{AppendRequest, Backend, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use ordo_store::testing::{backend_test, eventually, TestDatabase};
+use ordo_store::{AppendRequest, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -65,20 +65,25 @@ async fn append(store: &dyn EventStore, n: usize) -> u64 {
     last
 }
 
-async fn scenario(db: TestDatabase) {
+#[backend_test(postgres)]
+async fn one_runner_is_active_and_a_standby_takes_over(db: TestDatabase) {
     let config = RunnerConfig {
         poll_interval: Duration::from_millis(50),
         lease_retry: Duration::from_millis(200),
         ..RunnerConfig::default()
     };
     // Two processes: each with its own store and connections.
-    let (store, read_a) = ReadDb::open(db.url()).await.unwrap();
-    let (store_b, read_b) = ReadDb::open(db.url()).await.unwrap();
+    let (node_a, node_b) = (db.open().await, db.open().await);
+    let (store, read_a) = (Arc::clone(&node_a.store), node_a.read_db.clone());
     let (ta, tb) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
-    let a = ProjectionRuntime::new(Arc::clone(&store), read_a.clone(), vec![ta.clone()], config.clone());
-    let b = ProjectionRuntime::new(store_b, read_b, vec![tb.clone()], config);
+    let a = ProjectionRuntime::open(node_a, vec![ta.clone()], config.clone()).await.unwrap();
+    let b = ProjectionRuntime::open(node_b, vec![tb.clone()], config).await.unwrap();
     a.start().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // B starts once A holds the lease.
+    eventually(Duration::from_secs(20), "A takes the lease", || async {
+        a.statuses().await.unwrap().iter().all(|s| s.status == ProjectorState::Running)
+    })
+    .await;
     b.start().await.unwrap();
     let last = append(&*store, 30).await;
     assert!(a.wait_for_position("tally", last, Duration::from_secs(20)).await.unwrap());
@@ -108,9 +113,4 @@ async fn scenario(db: TestDatabase) {
     standby.shutdown().await;
     let rows: Vec<(i64,)> = read_a.fetch_all("SELECT count(*) FROM tally", &[]).await.unwrap();
     assert_eq!(rows[0].0, 60, "every event applied exactly once across the handovers");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_runner_is_active_and_a_standby_takes_over() {
-    run(Backend::Postgres, "one_runner_is_active_and_a_standby_takes_over", scenario).await;
 }

@@ -6,7 +6,7 @@ use ordo_core::{CommandHandler, CommandRequest, HandlerConfig};
 use ordo_orders::read_model::{self, ListOrders, ORDER_SUMMARIES};
 use ordo_orders::testing::{step, Step};
 use ordo_orders::Order;
-use ordo_projection::{ProjectionRuntime, ReadDb, RunnerConfig};
+use ordo_projection::{ProjectionRuntime, RunnerConfig};
 use ordo_store::testing::{run, TestDatabase};
 use ordo_store::Backend;
 use proptest::prelude::*;
@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn incremental_equals_rebuild(db: TestDatabase, steps: Vec<(u8, Step)>) {
-    let (store, read) = ReadDb::open(db.url()).await.unwrap();
+    let database = db.open().await;
+    let store = Arc::clone(&database.store);
     let config = RunnerConfig { batch_size: 3, poll_interval: Duration::from_millis(20), ..RunnerConfig::default() };
-    let rt = ProjectionRuntime::new(Arc::clone(&store), read, ordo_orders::projectors(), config);
+    let rt = ProjectionRuntime::open(database, ordo_orders::projectors(), config).await.unwrap();
     let handler = CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default());
     rt.start().await.unwrap();
     let mut last = 0;

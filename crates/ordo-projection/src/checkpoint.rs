@@ -1,36 +1,104 @@
 //! The `projection_checkpoints` table: each projector's last applied position, its
 //! status, and the marker of a rebuild in progress. The position moves only by
-//! compare-and-set inside the transaction of the writes it covers.
+//! compare-and-set inside the transaction of the writes it covers. The table is the
+//! runtime's own schema ([`MIGRATIONS`]), applied after the event store's.
 
-use serde::{Deserialize, Serialize};
+use ordo_store::{Migration, Position, ReadDb, ReadModelTx, SqlValue};
 
-use crate::db::{ReadDb, ReadModelTx, SqlValue};
+use crate::status::ProjectorState;
 use crate::ProjectionError;
 
-/// A projector's row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct Checkpoint {
-    pub name: String,
-    pub position: i64,
-    pub status: String,
-    /// JSON `{position, event_type, message}` of the failure that stopped it.
-    pub error: Option<String>,
-    pub updated_at_ms: i64,
-    pub rebuild_owner: Option<String>,
-    pub rebuild_heartbeat: Option<i64>,
-    pub rebuild_position: Option<i64>,
-    pub rebuild_total: Option<i64>,
+/// The projection runtime's schema.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "projection checkpoints",
+    sql: include_str!("../../../migrations/projection/0001_checkpoints.sql"),
+}];
+
+/// The component name the runtime's schema versions are recorded under.
+pub(crate) const COMPONENT: &str = "ordo-projection";
+
+/// A projector's row, as stored.
+#[derive(sqlx::FromRow)]
+struct Row {
+    position: i64,
+    status: String,
+    error: Option<String>,
+    rebuild_owner: Option<String>,
+    rebuild_heartbeat: Option<i64>,
+    rebuild_position: Option<i64>,
+    rebuild_total: Option<i64>,
 }
 
-const COLUMNS: &str = "name, position, status, error, updated_at_ms, rebuild_owner, rebuild_heartbeat, \
-                       rebuild_position, rebuild_total";
+/// A projector's checkpoint row, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The position of the last event applied.
+    pub position: Position,
+    /// The state its runner last recorded.
+    pub status: ProjectorState,
+    /// JSON of the failure that stopped it.
+    pub error: Option<String>,
+    /// The rebuild in progress, if one is.
+    pub rebuild: Option<RebuildMarker>,
+}
+
+/// Who is rebuilding a projector, when they last said so, and how far they are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuildMarker {
+    pub owner: String,
+    pub heartbeat_ms: i64,
+    pub done: u64,
+    pub total: u64,
+}
+
+impl Checkpoint {
+    /// A projector that has never run.
+    pub(crate) fn empty() -> Self {
+        Self { position: 0, status: ProjectorState::Stopped, error: None, rebuild: None }
+    }
+
+    fn decode(name: &str, row: Row) -> Result<Self, ProjectionError> {
+        let count = |what: &str, v: i64| {
+            u64::try_from(v)
+                .map_err(|_| ProjectionError::corrupt(name, format!("negative {what} {v} in its checkpoint")))
+        };
+        let rebuild = match (row.rebuild_owner, row.rebuild_heartbeat) {
+            (Some(owner), Some(heartbeat_ms)) => Some(RebuildMarker {
+                owner,
+                heartbeat_ms,
+                done: count("rebuild position", row.rebuild_position.unwrap_or(0))?,
+                total: count("rebuild total", row.rebuild_total.unwrap_or(0))?,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            position: count("position", row.position)?,
+            status: ProjectorState::parse(&row.status)
+                .ok_or_else(|| ProjectionError::corrupt(name, format!("unknown status {:?}", row.status)))?,
+            error: row.error,
+            rebuild,
+        })
+    }
+
+    /// Whether a rebuild holds the marker and is alive (its heartbeat is recent).
+    pub(crate) fn live_rebuild(&self) -> Option<&RebuildMarker> {
+        self.rebuild.as_ref().filter(|r| now_ms() - r.heartbeat_ms < REBUILD_STALE_MS)
+    }
+}
+
+const COLUMNS: &str = "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total";
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn to_db(position: u64) -> i64 {
-    i64::try_from(position).unwrap_or(i64::MAX)
+/// A position as the column stores it.
+fn stored(position: Position) -> Result<SqlValue, ProjectionError> {
+    let value = i64::try_from(position).map_err(|_| {
+        ProjectionError::Store(ordo_store::StoreError::OutOfRange { what: "position", value: position })
+    })?;
+    Ok(value.into())
 }
 
 /// Creates the row if the projector has none yet.
@@ -43,22 +111,22 @@ pub(crate) async fn ensure(tx: &mut ReadModelTx<'_>, name: &str) -> Result<(), P
     Ok(())
 }
 
-pub(crate) async fn load(db: &ReadDb, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
+/// The projector's checkpoint, or the one of a projector that has never run.
+pub(crate) async fn load(db: &ReadDb, name: &str) -> Result<Checkpoint, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM projection_checkpoints WHERE name = $1");
-    Ok(db.fetch_all::<Checkpoint>(&sql, &[name.into()]).await?.pop())
+    match db.fetch_all::<Row>(&sql, &[name.into()]).await?.pop() {
+        Some(row) => Checkpoint::decode(name, row),
+        None => Ok(Checkpoint::empty()),
+    }
 }
 
-pub(crate) async fn load_in(tx: &mut ReadModelTx<'_>, name: &str) -> Result<Option<Checkpoint>, ProjectionError> {
-    let lock = match tx.backend() {
-        ordo_store::Backend::Postgres => " FOR UPDATE",
-        ordo_store::Backend::Sqlite => "",
-    };
-    let sql = format!("SELECT {COLUMNS} FROM projection_checkpoints WHERE name = $1{lock}");
-    Ok(tx.fetch_all::<Checkpoint>(&sql, &[name.into()]).await?.pop())
-}
-
-pub(crate) async fn position(db: &ReadDb, name: &str) -> Result<u64, ProjectionError> {
-    Ok(load(db, name).await?.map_or(0, |c| u64::try_from(c.position).unwrap_or(0)))
+/// The checkpoint, read inside `tx` and locked until it ends.
+pub(crate) async fn load_in(tx: &mut ReadModelTx<'_>, name: &str) -> Result<Checkpoint, ProjectionError> {
+    let sql = format!("SELECT {COLUMNS} FROM projection_checkpoints WHERE name = $1{}", tx.for_update());
+    match tx.fetch_all::<Row>(&sql, &[name.into()]).await?.pop() {
+        Some(row) => Checkpoint::decode(name, row),
+        None => Ok(Checkpoint::empty()),
+    }
 }
 
 /// Moves the checkpoint from `from` to `to`, or fails with `Fenced` if it is not at
@@ -67,7 +135,7 @@ pub(crate) async fn advance(tx: &mut ReadModelTx<'_>, name: &str, from: u64, to:
     let moved = tx
         .execute(
             "UPDATE projection_checkpoints SET position = $1, updated_at_ms = $2 WHERE name = $3 AND position = $4",
-            &[to_db(to).into(), now_ms().into(), name.into(), to_db(from).into()],
+            &[stored(to)?, now_ms().into(), name.into(), stored(from)?],
         )
         .await?;
     if moved == 1 {
@@ -77,11 +145,11 @@ pub(crate) async fn advance(tx: &mut ReadModelTx<'_>, name: &str, from: u64, to:
     }
 }
 
-/// Records the runner's status (and the error that stopped it, if any).
+/// Records the runner's state (and the error that stopped it, if any).
 pub(crate) async fn set_status(
     db: &ReadDb,
     name: &'static str,
-    status: &'static str,
+    status: ProjectorState,
     error: Option<String>,
 ) -> Result<(), ProjectionError> {
     db.transaction(move |mut tx| {
@@ -89,7 +157,7 @@ pub(crate) async fn set_status(
             ensure(&mut tx, name).await?;
             tx.execute(
                 "UPDATE projection_checkpoints SET status = $1, error = $2, updated_at_ms = $3 WHERE name = $4",
-                &[status.into(), SqlValue::Text(error), now_ms().into(), name.into()],
+                &[status.as_str().into(), error.into(), now_ms().into(), name.into()],
             )
             .await?;
             Ok(())
@@ -112,20 +180,16 @@ pub(crate) async fn claim_rebuild(
         Box::pin(async move {
             ensure(&mut tx, name).await?;
             let current = load_in(&mut tx, name).await?;
-            let stale = current.and_then(|c| c.rebuild_owner.map(|owner| (owner, c.rebuild_heartbeat)));
-            let now = now_ms();
-            if let Some((_, Some(beat))) = &stale {
-                if now - beat < REBUILD_STALE_MS {
-                    return Err(ProjectionError::AlreadyRebuilding(name.to_owned()));
-                }
+            if current.live_rebuild().is_some() {
+                return Err(ProjectionError::AlreadyRebuilding(name.to_owned()));
             }
             tx.execute(
                 "UPDATE projection_checkpoints SET rebuild_owner = $1, rebuild_heartbeat = $2, rebuild_position = 0, \
                  rebuild_total = NULL WHERE name = $3",
-                &[owner.into(), now.into(), name.into()],
+                &[owner.into(), now_ms().into(), name.into()],
             )
             .await?;
-            Ok(stale.map(|(owner, _)| owner))
+            Ok(current.rebuild.map(|stale| stale.owner))
         })
     })
     .await
@@ -143,7 +207,7 @@ pub(crate) async fn rebuild_progress(
         .execute(
             "UPDATE projection_checkpoints SET rebuild_heartbeat = $1, rebuild_position = $2, rebuild_total = $3 \
              WHERE name = $4 AND rebuild_owner = $5",
-            &[now_ms().into(), to_db(position).into(), to_db(total).into(), name.into(), owner.into()],
+            &[now_ms().into(), stored(position)?, stored(total)?, name.into(), owner.into()],
         )
         .await?;
     if updated == 1 {
@@ -162,10 +226,10 @@ pub(crate) async fn finish_rebuild(
 ) -> Result<(), ProjectionError> {
     let updated = tx
         .execute(
-            "UPDATE projection_checkpoints SET position = $1, status = 'running', error = NULL, updated_at_ms = $2, \
+            "UPDATE projection_checkpoints SET position = $1, status = $2, error = NULL, updated_at_ms = $3, \
              rebuild_owner = NULL, rebuild_heartbeat = NULL, rebuild_position = NULL, rebuild_total = NULL \
-             WHERE name = $3 AND rebuild_owner = $4",
-            &[to_db(position).into(), now_ms().into(), name.into(), owner.into()],
+             WHERE name = $4 AND rebuild_owner = $5",
+            &[stored(position)?, ProjectorState::Running.as_str().into(), now_ms().into(), name.into(), owner.into()],
         )
         .await?;
     if updated == 1 {

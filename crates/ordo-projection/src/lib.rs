@@ -6,17 +6,16 @@
 //! tables that replace the live ones atomically.
 
 mod checkpoint;
-mod db;
 mod error;
 mod projector;
 mod rebuild;
 mod runner;
 mod status;
 
-pub use checkpoint::Checkpoint;
-pub use db::{Column, ReadDb, ReadModelTx, SqlValue};
 pub use error::ProjectionError;
+// The read-model seam, re-exported: what a projector writes and queries through.
+pub use ordo_store::{Column, ReadDb, ReadModelError, ReadModelTx, ReadRow, SqlValue};
 pub use projector::{Projector, TableDef, Tables};
 pub use rebuild::RebuildProgress;
 pub use runner::{ProjectionRuntime, RunnerConfig};
-pub use status::{ProjectorState, ProjectorStatus};
+pub use status::{ErrorInfo, ProjectorState, ProjectorStatus};

@@ -6,16 +6,16 @@
 //! fenced by the moved checkpoint and it carries on from there. A marker row with a
 //! heartbeat makes sure one rebuild runs at a time, across processes.
 
-use ordo_store::{Backend, EventFilter, Position, RecordedEvent, StreamId};
+use ordo_store::{EventFilter, Position, ReadDb, RecordedEvent, StreamId, READ_PAGE};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use crate::checkpoint;
-use crate::db::ReadDb;
 use crate::runner::prepare;
 use crate::{ProjectionError, ProjectionRuntime, Projector, TableDef, Tables};
 
 /// How far a rebuild has come.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuildProgress {
     pub done: u64,
     pub total: u64,
@@ -94,9 +94,9 @@ impl ProjectionRuntime {
         };
         let mut next = read(position);
         loop {
-            let events = next.await.map_err(|e| ProjectionError::Unsupported {
-                projector: projector.name().to_owned(),
-                reason: format!("the event reader stopped: {e}"),
+            let events = next.await.map_err(|e| ProjectionError::TaskStopped {
+                task: "the rebuild's event reader",
+                reason: e.to_string(),
             })??;
             let Some(last) = events.last() else { break };
             position = last.position;
@@ -115,7 +115,7 @@ impl ProjectionRuntime {
                         if lane == 0 {
                             checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await?;
                         }
-                        Ok(())
+                        Ok::<_, ProjectionError>(())
                     })
                 })
             });
@@ -144,13 +144,9 @@ impl ProjectionRuntime {
                     let tables = Tables::live(&projector.tables());
                     // Rows, then the checkpoint: the runner's lock order.
                     if !projector.forget_stream(&mut tx, &tables, &stream).await? {
-                        return Err(ProjectionError::Unsupported {
-                            projector: name.to_owned(),
-                            reason: "its read model is not keyed by stream".into(),
-                        });
+                        return Err(ProjectionError::NotKeyedByStream { projector: name.to_owned() });
                     }
-                    let checkpoint = checkpoint::load_in(&mut tx, name).await?;
-                    let up_to = checkpoint.map_or(0, |c| u64::try_from(c.position).unwrap_or(0));
+                    let up_to = checkpoint::load_in(&mut tx, name).await?.position;
                     let events = stream_events(&*store, &stream, &projector.filter(), up_to).await?;
                     if !events.is_empty() {
                         projector.apply(&mut tx, &tables, &events).await?;
@@ -188,10 +184,10 @@ async fn stream_events(
     let mut events = Vec::new();
     let mut from = 1;
     loop {
-        let page = store.read_stream(stream, from, 1_000).await?;
+        let page = store.read_stream(stream, from, READ_PAGE).await?;
         let Some(last) = page.last() else { break };
         from = last.version + 1;
-        let full = page.len() == 1_000;
+        let full = page.len() == READ_PAGE;
         events.extend(page.into_iter().filter(|e| e.position <= up_to && filter.matches(e)));
         if !full {
             break;
@@ -243,12 +239,7 @@ struct Swap {
 /// Returns how many events it applied.
 async fn swap(db: &ReadDb, store: Arc<dyn ordo_store::EventStore>, swap: Swap) -> Result<u64, ProjectionError> {
     let defs = swap.projector.tables();
-    let lock = (db.backend() == Backend::Postgres).then(|| {
-        // Live tables first (the runner's lock order: tables, then checkpoint): an
-        // in-flight runner batch finishes before the swap, not in a deadlock.
-        let live: Vec<&str> = defs.iter().map(|d| d.name).collect();
-        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", live.join(", "))
-    });
+    let live: Vec<&'static str> = defs.iter().map(|d| d.name).collect();
     let mut renames = Vec::new();
     for d in &defs {
         renames.push(format!("DROP TABLE IF EXISTS {}", d.name));
@@ -256,9 +247,9 @@ async fn swap(db: &ReadDb, store: Arc<dyn ordo_store::EventStore>, swap: Swap) -
     }
     db.transaction(move |mut tx| {
         Box::pin(async move {
-            if let Some(lock) = &lock {
-                tx.execute(lock, &[]).await?;
-            }
+            // Live tables first (the runner's lock order: tables, then checkpoint): an
+            // in-flight runner batch finishes before the swap, not in a deadlock.
+            tx.lock_exclusively(&live).await?;
             // The live runner is held off now; everything it can have applied is
             // readable, so the tail up to a partial batch covers it.
             let (mut position, mut applied) = (swap.position, 0u64);

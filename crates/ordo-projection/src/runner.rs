@@ -1,21 +1,17 @@
 //! The projection runtime: one task per projector that catches up from its
 //! checkpoint in bounded batches and then follows live events (woken by the store's
-//! signal, polling as a fallback). On PostgreSQL a runner first takes its projector's
-//! session-level advisory lock on a dedicated connection and writes every batch on
-//! that same connection: if the connection (and with it the lock) is lost, its
-//! writes fail with it, so a runner that lost the lock cannot write another batch.
-//! The checkpoint's compare-and-set fences any runner that is stale all the same.
+//! signal, polling as a fallback). A runner first takes its projector's lease (see
+//! `ordo_store::LeaseCandidate`) and writes every batch under it, so a runner that
+//! lost its lease cannot write another batch; the checkpoint's compare-and-set fences
+//! any runner that is stale all the same.
 
-use futures::future::BoxFuture;
-use ordo_store::{EventStore, Position, RecordedEvent, StoreError};
-use sqlx::PgConnection;
+use ordo_store::{Database, EventStore, Lease, Position, ReadDb, RecordedEvent};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::checkpoint;
-use crate::db::{postgres_transaction, sqlite_transaction, ReadDb, ReadModelTx};
 use crate::status::{ErrorInfo, ProjectorState};
 use crate::{ProjectionError, Projector, Tables};
 
@@ -84,19 +80,34 @@ pub struct ProjectionRuntime {
 /// Why a runner stopped following.
 enum Stop {
     Shutdown,
-    LeaseLost(ProjectionError),
+    /// The connection (and with it the lease) is gone: take the lease again.
+    Disconnected(ProjectionError),
     Failed(ErrorInfo),
 }
 
+impl Stop {
+    /// How a runner stops on `error` outside of a batch: connection trouble is worth
+    /// another go, anything else stops the projector until it is resumed.
+    fn on(error: ProjectionError) -> Self {
+        if error.is_transient() {
+            Stop::Disconnected(error)
+        } else {
+            Stop::Failed(ErrorInfo::without_event(&error))
+        }
+    }
+}
+
 impl ProjectionRuntime {
-    /// A runtime for `projectors` on `store`, with read models in `db` (the same
-    /// database). Nothing runs until [`ProjectionRuntime::start`].
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        db: ReadDb,
+    /// A runtime for `projectors` on `database`, after applying the runtime's own
+    /// schema (the event store's is in place once the database is open). Nothing runs
+    /// until [`ProjectionRuntime::start`].
+    pub async fn open(
+        database: Database,
         projectors: Vec<Arc<dyn Projector>>,
         config: RunnerConfig,
-    ) -> Self {
+    ) -> Result<Self, ProjectionError> {
+        database.read_db.migrate(checkpoint::COMPONENT, checkpoint::MIGRATIONS).await?;
+        let Database { store, read_db: db } = database;
         let projectors = projectors
             .into_iter()
             .map(|projector| {
@@ -110,13 +121,15 @@ impl ProjectionRuntime {
             })
             .collect();
         let shutdown = watch::channel(false).0;
-        Self { inner: Arc::new(Inner { store, db, config, projectors, shutdown }) }
+        Ok(Self { inner: Arc::new(Inner { store, db, config, projectors, shutdown }) })
     }
 
+    /// The event store the runtime reads.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.inner.store
     }
 
+    /// The database the read models live in.
     pub fn db(&self) -> &ReadDb {
         &self.inner.db
     }
@@ -193,7 +206,9 @@ impl ProjectionRuntime {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut local = self.registered(name)?.position.subscribe();
         loop {
-            if *local.borrow_and_update() >= position || checkpoint::position(&self.inner.db, name).await? >= position {
+            if *local.borrow_and_update() >= position
+                || checkpoint::load(&self.inner.db, name).await?.position >= position
+            {
                 return Ok(true);
             }
             let now = tokio::time::Instant::now();
@@ -221,30 +236,22 @@ impl ProjectionRuntime {
 
     async fn run(self, name: &'static str) {
         let mut shutdown = self.inner.shutdown.subscribe();
+        let mut candidate = self.inner.db.lease_candidate(name);
         loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let stop = match &self.inner.db {
-                ReadDb::Sqlite(store) => self.follow(name, Lease::Sqlite(store.clone())).await,
-                ReadDb::Postgres(pool) => match self.acquire_lease(name, pool, &mut shutdown).await {
-                    Some(conn) => self.follow(name, Lease::Postgres(conn)).await,
-                    None => Stop::Shutdown,
-                },
-            };
-            match stop {
+            let Some(lease) = self.acquire_lease(name, &mut candidate, &mut shutdown).await else { break };
+            match self.follow(name, lease).await {
                 Stop::Shutdown => break,
-                Stop::LeaseLost(e) => {
+                Stop::Disconnected(e) => {
                     tracing::warn!(projector = name, error = %e, "lost the projector's lease; trying to take it again");
                     self.set_live(name, ProjectorState::Stopped, None);
                     tokio::time::sleep(self.inner.config.lease_retry).await;
                 }
                 Stop::Failed(error) => {
-                    tracing::error!(projector = name, position = error.position, event_type = %error.event_type,
+                    tracing::error!(projector = name, position = ?error.position, event_type = ?error.event_type,
                         message = %error.message, "projector failed; it stays stopped until resumed");
                     self.set_live(name, ProjectorState::Failed, Some(error.clone()));
                     let detail = serde_json::to_string(&error).ok();
-                    if let Err(e) = checkpoint::set_status(&self.inner.db, name, "failed", detail).await {
+                    if let Err(e) = checkpoint::set_status(&self.inner.db, name, ProjectorState::Failed, detail).await {
                         tracing::warn!(projector = name, error = %e, "could not record the failure");
                     }
                     return;
@@ -252,43 +259,29 @@ impl ProjectionRuntime {
             }
         }
         self.set_live(name, ProjectorState::Stopped, None);
-        let _ = checkpoint::set_status(&self.inner.db, name, "stopped", None).await;
+        let _ = checkpoint::set_status(&self.inner.db, name, ProjectorState::Stopped, None).await;
     }
 
-    /// Waits for the projector's advisory lock on a connection of its own; `None` on
-    /// shutdown.
+    /// Waits for the projector's lease; `None` on shutdown.
     async fn acquire_lease(
         &self,
         name: &'static str,
-        pool: &sqlx::PgPool,
+        candidate: &mut ordo_store::LeaseCandidate,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<PgConnection> {
-        // One connection for all attempts: a standby node keeps it rather than
-        // opening a new session every `lease_retry`.
-        let mut conn: Option<PgConnection> = None;
+    ) -> Option<Lease> {
         loop {
-            if conn.is_none() {
-                match pool.acquire().await {
-                    Ok(c) => conn = Some(c.detach()),
-                    Err(e) => tracing::warn!(projector = name, error = %e, "no connection to try for the lease"),
-                }
+            if *shutdown.borrow() {
+                return None;
             }
-            if let Some(c) = conn.as_mut() {
-                match try_lease(c, name).await {
-                    Ok(true) => return conn,
-                    Ok(false) => self.set_live(name, ProjectorState::Stopped, None),
-                    Err(e) => {
-                        tracing::warn!(projector = name, error = %e, "could not try for the projector's lease");
-                        conn = None;
-                    }
-                }
+            match candidate.try_acquire().await {
+                Ok(Some(lease)) => return Some(lease),
+                // Another node runs it.
+                Ok(None) => self.set_live(name, ProjectorState::Stopped, None),
+                Err(e) => tracing::warn!(projector = name, error = %e, "could not try for the projector's lease"),
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.lease_retry) => {}
                 _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return None;
             }
         }
     }
@@ -297,18 +290,18 @@ impl ProjectionRuntime {
     async fn follow(&self, name: &'static str, mut lease: Lease) -> Stop {
         let registered = match self.registered(name) {
             Ok(r) => r,
-            Err(e) => return Stop::LeaseLost(e),
+            Err(e) => return Stop::on(e),
         };
         let projector = Arc::clone(&registered.projector);
         if let Err(e) = prepare(&self.inner.db, &projector).await {
-            return Stop::LeaseLost(e);
+            return Stop::on(e);
         }
-        if let Err(e) = checkpoint::set_status(&self.inner.db, name, "running", None).await {
-            return Stop::LeaseLost(e);
+        if let Err(e) = checkpoint::set_status(&self.inner.db, name, ProjectorState::Running, None).await {
+            return Stop::on(e);
         }
-        let mut position = match checkpoint::position(&self.inner.db, name).await {
-            Ok(p) => p,
-            Err(e) => return Stop::LeaseLost(e),
+        let mut position = match checkpoint::load(&self.inner.db, name).await {
+            Ok(c) => c.position,
+            Err(e) => return Stop::on(e),
         };
         registered.position.send_replace(position);
         let filter = projector.filter();
@@ -343,12 +336,12 @@ impl ProjectionRuntime {
                 Err(Settle::Fenced) => {
                     // A rebuild swapped the tables or another runner moved on: start
                     // again from what the database says.
-                    match checkpoint::position(&self.inner.db, name).await {
-                        Ok(p) => position = p,
-                        Err(e) => return Stop::LeaseLost(e),
+                    match checkpoint::load(&self.inner.db, name).await {
+                        Ok(c) => position = c.position,
+                        Err(e) => return Stop::on(e),
                     }
                 }
-                Err(Settle::LeaseLost(e)) => return Stop::LeaseLost(e),
+                Err(Settle::Disconnected(e)) => return Stop::Disconnected(e),
                 Err(Settle::Failed(error)) => return Stop::Failed(error),
             }
             registered.position.send_replace(position);
@@ -398,7 +391,7 @@ impl ProjectionRuntime {
                 Err(e) => settle_or(e)?,
             };
             if attempt >= self.inner.config.max_attempts {
-                return Err(Settle::Failed(ErrorInfo::new(&events[0], &error)));
+                return Err(Settle::Failed(ErrorInfo::at(&events[0], &error)));
             }
             tracing::warn!(projector = projector.name(), attempt, error = %error, "retrying an event");
             let jittered = delay.mul_f64(0.5 + rand::random::<f64>() / 2.0);
@@ -411,7 +404,7 @@ impl ProjectionRuntime {
 /// How a batch attempt that did not commit is settled.
 enum Settle {
     Fenced,
-    LeaseLost(ProjectionError),
+    Disconnected(ProjectionError),
     Failed(ErrorInfo),
 }
 
@@ -420,33 +413,8 @@ enum Settle {
 fn settle_or(e: ProjectionError) -> Result<ProjectionError, Settle> {
     match e {
         ProjectionError::Fenced { .. } => Err(Settle::Fenced),
-        ProjectionError::Store(ref s) if is_connection_lost(s) => Err(Settle::LeaseLost(e)),
+        e if e.is_connection_lost() => Err(Settle::Disconnected(e)),
         other => Ok(other),
-    }
-}
-
-fn is_connection_lost(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(_))
-        || matches!(e, StoreError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
-}
-
-/// Where a runner writes: SQLite's single writer, or the PostgreSQL connection that
-/// holds the projector's lease.
-pub(crate) enum Lease {
-    Sqlite(ordo_store::sqlite::SqliteStore),
-    Postgres(PgConnection),
-}
-
-impl Lease {
-    pub(crate) async fn transaction<T, F>(&mut self, work: F) -> Result<T, ProjectionError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(ReadModelTx<'c>) -> BoxFuture<'c, Result<T, ProjectionError>> + Send + 'static,
-    {
-        match self {
-            Lease::Sqlite(store) => sqlite_transaction(store, work).await,
-            Lease::Postgres(conn) => postgres_transaction(conn, work).await,
-        }
     }
 }
 
@@ -493,28 +461,6 @@ pub(crate) async fn prepare(db: &ReadDb, projector: &Arc<dyn Projector>) -> Resu
         })
     })
     .await
-}
-
-/// The advisory-lock key of a projector: a stable 64-bit hash of its name.
-fn lease_key(name: &str) -> i64 {
-    // FNV-1a: stable across processes and releases, unlike std's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in format!("ordo-projection:{name}").bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
-}
-
-/// Tries the projector's session-level advisory lock on `conn`; `false` if another
-/// session holds it.
-async fn try_lease(conn: &mut PgConnection, name: &str) -> Result<bool, ProjectionError> {
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(lease_key(name))
-        .fetch_one(conn)
-        .await
-        .map_err(StoreError::from)?;
-    Ok(locked)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

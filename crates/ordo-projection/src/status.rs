@@ -5,12 +5,12 @@
 use ordo_store::{Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{self, now_ms, Checkpoint, REBUILD_STALE_MS};
+use crate::checkpoint;
 use crate::runner::lock;
 use crate::{ProjectionError, ProjectionRuntime};
 
 /// A runner's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProjectorState {
     Running,
@@ -21,6 +21,14 @@ pub enum ProjectorState {
 }
 
 impl ProjectorState {
+    pub const ALL: [ProjectorState; 5] = [
+        ProjectorState::Running,
+        ProjectorState::CatchingUp,
+        ProjectorState::Rebuilding,
+        ProjectorState::Stopped,
+        ProjectorState::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ProjectorState::Running => "running",
@@ -31,35 +39,39 @@ impl ProjectorState {
         }
     }
 
-    fn parse(value: &str) -> Self {
-        match value {
-            "running" => ProjectorState::Running,
-            "catching_up" => ProjectorState::CatchingUp,
-            "rebuilding" => ProjectorState::Rebuilding,
-            "failed" => ProjectorState::Failed,
-            _ => ProjectorState::Stopped,
-        }
+    /// The state named `value` (as [`ProjectorState::as_str`] writes it).
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 }
 
-/// The event a projector could not apply, and why.
+/// What stopped a projector: the event it could not apply (if an event was the
+/// cause), and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    pub position: Position,
-    pub event_type: String,
+    pub position: Option<Position>,
+    pub event_type: Option<String>,
     pub message: String,
 }
 
 impl ErrorInfo {
-    pub(crate) fn new(event: &RecordedEvent, error: &ProjectionError) -> Self {
+    /// The failure of `event`.
+    pub(crate) fn at(event: &RecordedEvent, error: &ProjectionError) -> Self {
         match error {
             ProjectionError::Apply { position, event_type, message } => {
-                Self { position: *position, event_type: event_type.clone(), message: message.clone() }
+                Self { position: Some(*position), event_type: Some(event_type.clone()), message: message.clone() }
             }
-            other => {
-                Self { position: event.position, event_type: event.event_type.clone(), message: other.to_string() }
-            }
+            other => Self {
+                position: Some(event.position),
+                event_type: Some(event.event_type.clone()),
+                message: other.to_string(),
+            },
         }
+    }
+
+    /// A failure no event caused (the projector's tables cannot be set up, say).
+    pub(crate) fn without_event(error: &ProjectionError) -> Self {
+        Self { position: None, event_type: None, message: error.to_string() }
     }
 }
 
@@ -77,8 +89,8 @@ pub struct ProjectorStatus {
     pub lag_seconds: f64,
     pub status: ProjectorState,
     pub error: Option<ErrorInfo>,
-    /// While rebuilding: events done and in all.
-    pub rebuild: Option<(u64, u64)>,
+    /// While rebuilding: how far it has come.
+    pub rebuild: Option<crate::RebuildProgress>,
 }
 
 impl ProjectionRuntime {
@@ -95,8 +107,8 @@ impl ProjectionRuntime {
 
     async fn status_of(&self, name: &'static str, head: Position) -> Result<ProjectorStatus, ProjectionError> {
         let registered = self.registered(name)?;
-        let row = checkpoint::load(&self.inner.db, name).await?.unwrap_or_else(|| empty(name));
-        let position = u64::try_from(row.position).unwrap_or(0);
+        let row = checkpoint::load(&self.inner.db, name).await?;
+        let position = row.position;
         let filter = registered.projector.filter();
         let lag = self.inner.store.count_after(position, &filter).await?;
         let lag_seconds = if lag == 0 {
@@ -106,48 +118,23 @@ impl ProjectionRuntime {
             next.first().map_or(0.0, |e| (chrono::Utc::now() - e.recorded_at).num_milliseconds().max(0) as f64 / 1e3)
         };
         let live = lock(&registered.live).clone();
-        let rebuilding =
-            row.rebuild_owner.is_some() && row.rebuild_heartbeat.is_some_and(|b| now_ms() - b < REBUILD_STALE_MS);
-        let (status, error) = if rebuilding {
+        let rebuild = row.live_rebuild().map(|r| crate::RebuildProgress { done: r.done, total: r.total });
+        let (status, error) = if rebuild.is_some() {
             (ProjectorState::Rebuilding, None)
         } else if matches!(live.state, ProjectorState::Running | ProjectorState::CatchingUp | ProjectorState::Failed) {
             // This process runs it (a standby node's `Stopped` says nothing).
             (live.state, live.error)
         } else {
             let error = row.error.as_deref().and_then(|e| serde_json::from_str(e).ok());
-            (ProjectorState::parse(&row.status), error)
+            (row.status, error)
         };
-        let rebuild = rebuilding.then(|| {
-            let done = row.rebuild_position.and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
-            (done, row.rebuild_total.and_then(|t| u64::try_from(t).ok()).unwrap_or(0))
-        });
         metrics::gauge!("ordo_projection_position", "projection" => name).set(position as f64);
         metrics::gauge!("ordo_projection_lag_events", "projection" => name).set(lag as f64);
         metrics::gauge!("ordo_projection_lag_seconds", "projection" => name).set(lag_seconds);
-        for state in [
-            ProjectorState::Running,
-            ProjectorState::CatchingUp,
-            ProjectorState::Rebuilding,
-            ProjectorState::Stopped,
-            ProjectorState::Failed,
-        ] {
+        for state in ProjectorState::ALL {
             let on = if state == status { 1.0 } else { 0.0 };
             metrics::gauge!("ordo_projection_status", "projection" => name, "status" => state.as_str()).set(on);
         }
         Ok(ProjectorStatus { name: name.to_owned(), position, head, lag, lag_seconds, status, error, rebuild })
-    }
-}
-
-fn empty(name: &str) -> Checkpoint {
-    Checkpoint {
-        name: name.to_owned(),
-        position: 0,
-        status: "stopped".into(),
-        error: None,
-        updated_at_ms: 0,
-        rebuild_owner: None,
-        rebuild_heartbeat: None,
-        rebuild_position: None,
-        rebuild_total: None,
     }
 }

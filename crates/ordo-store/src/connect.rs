@@ -1,10 +1,11 @@
-//! Choosing a backend from a database URL.
+//! Choosing a backend from a database URL, and opening it: the event store and the
+//! read-model database on the same connections.
 
 use std::sync::Arc;
 
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
-use crate::{Backend, EventStore, StoreError};
+use crate::{Backend, EventStore, ReadDb, StoreError};
 
 /// Where the embedded default keeps its database.
 pub fn default_database_url() -> String {
@@ -50,11 +51,70 @@ impl DatabaseUrl {
     }
 }
 
-/// Connects to the store at `url`, applying migrations.
+/// Connects to the event store at `url`, applying its migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(open(url).await?.store)
+}
+
+/// An open database: the event store, and the same database for read models. They
+/// share connections (on SQLite, one writer for events and read models alike, as
+/// SQLite wants), so a projector's writes can commit with its checkpoint.
+#[derive(Clone)]
+pub struct Database {
+    pub store: Arc<dyn EventStore>,
+    pub read_db: ReadDb,
+}
+
+/// Opens the database at `url`, applying the event store's migrations. Components
+/// with schemas of their own (the projection runtime) apply theirs after this.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ordo_store::StoreError> {
+/// let db = ordo_store::open("sqlite://data/ordo.db").await?;
+/// let head = db.store.head_position().await?;
+/// # Ok(()) }
+/// ```
+pub async fn open(url: &str) -> Result<Database, StoreError> {
+    open_with(url, OpenOptions::default()).await
+}
+
+/// How to open a database; the defaults suit a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// The most connections to a database server (PostgreSQL; SQLite has one writer
+    /// and a small read pool of its own).
+    pub max_connections: u32,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { max_connections: crate::postgres::PostgresOptions::default().max_connections }
+    }
+}
+
+impl OpenOptions {
+    /// The same options with at most `n` connections.
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+}
+
+/// [`open`] with `options`.
+pub async fn open_with(url: &str, options: OpenOptions) -> Result<Database, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
-        Backend::Postgres => Arc::new(PostgresStore::connect(url.as_str()).await?),
+        Backend::Sqlite => {
+            let store = SqliteStore::connect(url.as_str()).await?;
+            Database { read_db: store.read_db(), store: Arc::new(store) }
+        }
+        Backend::Postgres => {
+            let pg =
+                crate::postgres::PostgresOptions { max_connections: options.max_connections, ..Default::default() };
+            let store = PostgresStore::connect_with(url.as_str(), pg).await?;
+            Database { read_db: store.read_db(), store: Arc::new(store) }
+        }
     })
 }

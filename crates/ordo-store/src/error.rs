@@ -1,11 +1,14 @@
-//! The store's one error type. Variants are what a caller matches on: a version
-//! conflict is a domain outcome to retry or report, the rest are faults.
+//! The store's error types. Variants are what a caller matches on: a version
+//! conflict is a domain outcome to retry or report, bad input is the caller's to fix,
+//! a lost connection is worth retrying, and corrupt data is a fault to look into.
+//! Whether a database error means "the connection is gone" is decided here, once,
+//! for the event store and the read models alike.
 
 use sqlx::error::DatabaseError;
 
 use crate::{ExpectedVersion, Version};
 
-/// Everything that can go wrong in the store.
+/// Everything that can go wrong in the event store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -25,13 +28,24 @@ pub enum StoreError {
     #[error("invalid stream id: {reason}")]
     InvalidStreamId { reason: String },
 
+    /// A stream category that would make category filters lie (empty, or with a `-`).
+    #[error("invalid stream category {category:?}: {reason}")]
+    InvalidCategory { category: String, reason: String },
+
+    #[error("invalid idempotency key: {reason}")]
+    InvalidIdempotencyKey { reason: String },
+
     #[error("invalid append: {reason}")]
     InvalidAppend { reason: String },
+
+    /// A version, position or count that the database cannot hold.
+    #[error("{what} {value} is out of range")]
+    OutOfRange { what: &'static str, value: u64 },
 
     #[error("invalid database URL {url:?}: {reason}")]
     InvalidDatabaseUrl { url: String, reason: String },
 
-    /// The database could not be reached or refused the connection.
+    /// The database could not be reached, or the connection to it was lost.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
 
@@ -43,57 +57,98 @@ pub enum StoreError {
     #[error("database is locked by another writer: {0}")]
     Locked(String),
 
+    /// The database is set up so that an acknowledged write could be lost.
+    #[error("refusing to write: the database runs with {setting}: {reason}")]
+    UnsafeDurability { setting: String, reason: String },
+
     /// The database was migrated by a newer Ordo than this binary.
-    #[error("the database schema is newer than this binary (migration {version} is unknown to it); upgrade ordo")]
-    SchemaTooNew { version: i64 },
+    #[error("the database schema is newer than this binary (migration {version} of {component} is unknown to it); upgrade ordo")]
+    SchemaTooNew { component: String, version: i64 },
 
     #[error("migration failed: {0}")]
-    Migration(#[source] sqlx::migrate::MigrateError),
+    Migration(String),
 
     /// A stored value that does not decode (a corrupt row or a foreign writer).
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 
-    /// The transaction could not commit; nothing it held was written.
+    /// The write's outcome is unknown or it was not committed: the connection broke
+    /// around the commit, or the group it went out in failed. Retrying is safe with an
+    /// idempotency key, and may append twice without one.
     #[error("the write could not be committed: {0}")]
     CommitFailed(String),
 
+    /// Any other database error (a statement the database refused).
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
 }
 
 impl StoreError {
-    /// Whether retrying the same call later may succeed (connection trouble, a busy
-    /// database), as opposed to a conflict or a bad request.
+    /// Whether the database connection is gone (it could not be reached, or it broke):
+    /// the call may succeed on a new connection later.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// Whether retrying the same call later may succeed (a lost connection, a busy
+    /// database, a commit whose outcome is unknown), as opposed to a conflict or bad
+    /// input.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Locked(_))
-            || matches!(self, StoreError::Database(e) if is_connection_error(e))
+        self.is_connection_lost() || matches!(self, StoreError::Locked(_) | StoreError::CommitFailed(_))
+    }
+
+    /// Whether the caller's input was refused (a bad id, key, append or URL).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidStreamId { .. }
+                | StoreError::InvalidCategory { .. }
+                | StoreError::InvalidIdempotencyKey { .. }
+                | StoreError::InvalidAppend { .. }
+                | StoreError::OutOfRange { .. }
+                | StoreError::InvalidDatabaseUrl { .. }
+        )
     }
 }
 
-fn is_connection_error(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed)
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_connection_error(&e) {
-            return StoreError::Unavailable(e);
-        }
-        // SQLite result codes: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED, 8 = SQLITE_READONLY,
-        // 14 = SQLITE_CANTOPEN; extended codes keep the primary code in the low byte.
-        if let Some(db) = sqlite_error(&e) {
-            if let Some(code) = db.code().and_then(|c| c.parse::<i64>().ok()) {
-                match code & 0xff {
-                    5 | 6 => return StoreError::Locked(db.message().to_owned()),
-                    8 => return StoreError::ReadOnly(db.message().to_owned()),
-                    14 => return StoreError::Unavailable(e),
-                    _ => {}
-                }
+/// Whether `e` means the connection is gone (never made, or broken): I/O and TLS
+/// failures, a closed or exhausted pool, a protocol error (sqlx drops such a
+/// connection), and the server's own "connection exception" and "operator
+/// intervention" SQLSTATEs (class 08, 57P01..57P03: a terminated backend, a server
+/// shutting down or starting up).
+pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                // SQLITE_CANTOPEN: the file is gone or cannot be opened.
+                return sqlite_primary_code(sqlite) == Some(14);
             }
+            db.code().is_some_and(|state| state.starts_with("08") || matches!(&*state, "57P01" | "57P02" | "57P03"))
         }
-        StoreError::Database(e)
+        _ => false,
     }
+}
+
+/// Whether `e` says a value read from the database does not decode.
+pub(crate) fn is_decode_failure(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::TypeNotFound { .. }
+    )
+}
+
+/// SQLite's primary result code (extended codes keep it in the low byte).
+pub(crate) fn sqlite_primary_code(e: &sqlx::sqlite::SqliteError) -> Option<i64> {
+    e.code().and_then(|c| c.parse::<i64>().ok()).map(|code| code & 0xff)
 }
 
 /// The error if SQLite reported it (its codes mean nothing on PostgreSQL, whose
@@ -105,19 +160,41 @@ fn sqlite_error(e: &sqlx::Error) -> Option<&sqlx::sqlite::SqliteError> {
     }
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_connection_lost(&e) {
+            return StoreError::Unavailable(e);
+        }
+        if is_decode_failure(&e) {
+            return StoreError::Corrupt(e.to_string());
+        }
+        // SQLite result codes: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED, 8 = SQLITE_READONLY.
+        if let Some(db) = sqlite_error(&e) {
+            match sqlite_primary_code(db) {
+                Some(5 | 6) => return StoreError::Locked(db.message().to_owned()),
+                Some(8) => return StoreError::ReadOnly(db.message().to_owned()),
+                _ => {}
+            }
+        }
+        StoreError::Database(e)
+    }
+}
+
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
         match e {
-            sqlx::migrate::MigrateError::VersionMissing(version) => StoreError::SchemaTooNew { version },
+            sqlx::migrate::MigrateError::VersionMissing(version) => {
+                StoreError::SchemaTooNew { component: "ordo-store".into(), version }
+            }
             sqlx::migrate::MigrateError::Execute(inner) => StoreError::from(inner),
-            other => StoreError::Migration(other),
+            other => StoreError::Migration(other.to_string()),
         }
     }
 }
 
 /// Whether `e` is a unique-constraint violation of `constraint` (matched by SQLSTATE
-/// 23505 on PostgreSQL, extended code 2067/1555 on SQLite, and the constraint or
-/// index name the database reports — never by parsing the message).
+/// 23505 on PostgreSQL and the constraint name the database reports — never by
+/// parsing the message).
 pub(crate) fn is_unique_violation(e: &sqlx::Error, constraint: &str) -> bool {
     let sqlx::Error::Database(db) = e else {
         return false;

@@ -15,6 +15,9 @@ pub const MAX_STREAM_ID_CHARS: usize = 256;
 /// transaction for the index of an event within its append; see `ARCHITECTURE.md`).
 pub const MAX_EVENTS_PER_APPEND: usize = 65_535;
 
+/// The longest idempotency key the store accepts, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
 /// A stream's version: 1 for its first event, contiguous after that; 0 means "no stream".
 pub type Version = u64;
 
@@ -51,6 +54,23 @@ impl StreamId {
         Ok(Self(id))
     }
 
+    /// The stream `{category}-{id}` of an entity in `category`. The category must be
+    /// non-empty and free of `-`: the category of a stream is the part before its
+    /// first `-`, so a `-` in it would make category filters miss the stream.
+    ///
+    /// ```
+    /// use ordo_store::StreamId;
+    /// assert_eq!(StreamId::in_category("order", "42-a").unwrap().as_str(), "order-42-a");
+    /// assert!(StreamId::in_category("sales-order", "42").is_err());
+    /// ```
+    pub fn in_category(category: &str, id: &str) -> Result<Self, StoreError> {
+        check_category(category)?;
+        if id.is_empty() {
+            return Err(StoreError::InvalidStreamId { reason: "an entity id cannot be empty".into() });
+        }
+        Self::new(format!("{category}-{id}"))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -60,6 +80,38 @@ impl StreamId {
     pub fn category(&self) -> &str {
         category_of(&self.0)
     }
+}
+
+/// Whether `category` can name a stream category: non-empty, no `-`, no NUL. A
+/// `const fn`, so that a category fixed at compile time can be checked there.
+pub const fn is_valid_category(category: &str) -> bool {
+    let bytes = category.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    // Byte by byte: `-` and NUL are ASCII, and never part of a multi-byte character.
+    while i < bytes.len() {
+        if bytes[i] == b'-' || bytes[i] == 0 {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Checks that `category` can name a stream category: non-empty, no `-`, no NUL.
+pub fn check_category(category: &str) -> Result<(), StoreError> {
+    let reason = if category.is_empty() {
+        "a category cannot be empty"
+    } else if category.contains('-') {
+        "a category cannot contain '-': a stream's category is the part before its first '-'"
+    } else if category.contains('\0') {
+        "a category cannot contain NUL"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::InvalidCategory { category: category.to_owned(), reason: reason.into() })
 }
 
 /// The category of a stream id: the part before its first `-`.

@@ -13,10 +13,19 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! Read models live in the same database ([`ReadDb`], [`ReadModelTx`]), so that a
+//! projector's writes commit with its checkpoint. **Only this crate knows which
+//! backend it is on**: everything above it speaks through [`EventStore`] and
+//! [`ReadDb`]; `sqlite` and `postgres` hold what truly differs.
+
+#[cfg(feature = "baseline")]
+pub mod baseline;
 mod connect;
 mod error;
 mod event;
 pub mod postgres;
+mod read_model;
 mod rows;
 mod signal;
 pub mod sqlite;
@@ -24,11 +33,17 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use connect::{connect, default_database_url, DatabaseUrl};
+pub use connect::{connect, default_database_url, open, open_with, Database, DatabaseUrl, OpenOptions};
 pub use error::StoreError;
 pub use event::{
-    AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId, Version,
-    MAX_EVENTS_PER_APPEND, MAX_STREAM_ID_CHARS,
+    check_category, is_valid_category, AppendResult, EventFilter, EventMetadata, ExpectedVersion, NewEvent, Position,
+    RecordedEvent, StreamId, Version, MAX_EVENTS_PER_APPEND, MAX_IDEMPOTENCY_KEY_CHARS, MAX_STREAM_ID_CHARS,
+};
+pub use read_model::{
+    Column, Lease, LeaseCandidate, Migration, ReadDb, ReadModelError, ReadModelTx, ReadRow, SqlValue, TransactionWork,
 };
 pub use signal::EventSignal;
-pub use store::{AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot, StoredIdempotency};
+pub use store::{
+    check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
+    StoredIdempotency, READ_PAGE,
+};

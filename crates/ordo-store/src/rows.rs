@@ -123,7 +123,7 @@ pub(crate) fn from_db(value: i64) -> Result<u64, StoreError> {
 
 /// A version, position or count as a database integer.
 pub(crate) fn to_db(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::InvalidAppend { reason: format!("{value} is out of range") })
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what: "version or position", value })
 }
 
 /// A batch size as a SQL `LIMIT`.

@@ -6,10 +6,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     AppendResult, EventFilter, EventSignal, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
-    Version,
+    Version, MAX_IDEMPOTENCY_KEY_CHARS,
 };
 
-/// Which database a store runs on.
+/// How many events whole-stream reads (loading an aggregate, repairing a stream's
+/// read model) ask for per page.
+pub const READ_PAGE: usize = 1_000;
+
+/// A query that fails unless the database answers and holds the `events` table.
+pub(crate) const PING: &str = "SELECT 1 FROM events LIMIT 1";
+
+/// Migration 2 created the projection runtime's checkpoint table; the runtime owns
+/// that schema now (its own migrations create the table if missing), so a database
+/// that recorded the old step must not be taken for one migrated by a newer Ordo.
+pub(crate) const FORGET_MOVED_MIGRATION: &str =
+    "DELETE FROM _sqlx_migrations WHERE version = 2 AND description = 'projections'";
+
+/// Which database a store runs on (configuration: which URL scheme was given).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
@@ -87,16 +100,29 @@ pub struct IdempotencyRecord {
 
 impl IdempotencyRecord {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        if self.key.is_empty() || self.key.chars().count() > 255 || self.key.contains('\0') {
-            return Err(StoreError::InvalidAppend { reason: "an idempotency key has 1 to 255 characters".into() });
-        }
+        check_idempotency_key(&self.key)?;
         if self.scope.contains('\0') || self.fingerprint.contains('\0') {
-            return Err(StoreError::InvalidAppend {
+            return Err(StoreError::InvalidIdempotencyKey {
                 reason: "idempotency scope and fingerprint cannot contain NUL".into(),
             });
         }
         Ok(())
     }
+}
+
+/// Checks a caller's idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
+/// no NUL.
+pub fn check_idempotency_key(key: &str) -> Result<(), StoreError> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(StoreError::InvalidIdempotencyKey {
+            reason: format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, this one has {chars}"),
+        });
+    }
+    if key.contains('\0') {
+        return Err(StoreError::InvalidIdempotencyKey { reason: "an idempotency key cannot contain NUL".into() });
+    }
+    Ok(())
 }
 
 /// An idempotency record as stored, with what its append wrote (if it appended).
@@ -133,6 +159,10 @@ pub struct Snapshot {
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
     fn backend(&self) -> Backend;
+
+    /// Checks that the database answers and holds the store's schema (for readiness
+    /// probes).
+    async fn ping(&self) -> Result<(), StoreError>;
 
     /// Appends `request.events` to the stream if it satisfies `request.expected`, all
     /// or nothing, together with the idempotency record if there is one.

@@ -1,7 +1,7 @@
 //! Clear errors, not panics, for the ways a database can be unusable.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use ordo_store::testing::{run, TestDatabase};
+use ordo_store::testing::{backend_test, TestDatabase};
 use ordo_store::{connect, AppendRequest, Backend, EventStore, ExpectedVersion, NewEvent, StoreError, StreamId};
 use serde_json::json;
 use sqlx::Connection;
@@ -72,7 +72,8 @@ async fn a_locked_sqlite_file_is_reported() {
 }
 
 /// A database migrated by a newer binary: a migration this one does not know.
-async fn newer_schema_is_refused(db: TestDatabase) {
+#[backend_test]
+async fn a_newer_schema_is_refused(db: TestDatabase) {
     drop(db.store().await);
     let sql = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
                VALUES (99990101, 'from the future', true, '\\x00', 0)";
@@ -87,18 +88,8 @@ async fn newer_schema_is_refused(db: TestDatabase) {
         }
     }
     match connect(db.url()).await {
-        Err(e @ StoreError::SchemaTooNew { version: 99990101 }) => assert!(e.to_string().contains("upgrade")),
+        Err(e @ StoreError::SchemaTooNew { version: 99990101, .. }) => assert!(e.to_string().contains("upgrade")),
         Err(other) => panic!("expected SchemaTooNew, got {other:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
-}
-
-#[tokio::test]
-async fn a_newer_schema_is_refused_on_sqlite() {
-    run(Backend::Sqlite, "a_newer_schema_is_refused", newer_schema_is_refused).await;
-}
-
-#[tokio::test]
-async fn a_newer_schema_is_refused_on_postgres() {
-    run(Backend::Postgres, "a_newer_schema_is_refused", newer_schema_is_refused).await;
 }

@@ -74,27 +74,25 @@ pub(super) fn command_error(error: CommandError<OrderRejection>, creates: bool) 
 }
 
 /// An outage (connection refused or lost, a busy database, a commit whose outcome is
-/// unknown) is a 503 the client may retry; anything else is our fault.
+/// unknown) is a 503 the client may retry; input the store refuses is the client's;
+/// anything else is our fault.
 pub(super) fn store_error(error: &StoreError) -> ApiError {
-    if error.is_transient() || matches!(error, StoreError::CommitFailed(_)) || connection_lost(error) {
+    if error.is_transient() {
         tracing::warn!(error = %error, "database unavailable");
         ApiError::Unavailable
+    } else if error.is_invalid_input() {
+        ApiError::InvalidInput(error.to_string())
     } else {
         ApiError::Internal(error.to_string())
     }
 }
 
-/// A server-side end of the connection that `StoreError::is_transient` does not see
-/// yet: PostgreSQL reports a terminated backend as an error with SQLSTATE class 08
-/// (connection exception) or 57P01..57P03 (shutdown, crash, not accepting connections).
-// Bridge until `StoreError::is_connection_lost()` lands in ordo-store; then this goes.
-fn connection_lost(error: &StoreError) -> bool {
-    let StoreError::Database(sqlx::Error::Database(db)) = error else { return false };
-    db.code().is_some_and(|code| code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
-}
-
 pub(super) fn projection_error(error: ProjectionError) -> ApiError {
     match error {
+        e if e.is_transient() => {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::Unavailable
+        }
         ProjectionError::Store(e) => store_error(&e),
         ProjectionError::UnknownProjector(name) => ApiError::ProjectionNotFound(name),
         ProjectionError::AlreadyRebuilding(name) => ApiError::RebuildInProgress(name),

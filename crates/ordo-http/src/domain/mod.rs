@@ -8,7 +8,7 @@ mod errors;
 mod parse;
 
 use ordo_core::{CommandHandler, CommandRequest, Expectation, HandlerConfig, IdempotencyKey};
-use ordo_orders::read_model::{self, ListOrders, OrderSummary, ORDER_SUMMARIES};
+use ordo_orders::read_model::{self, ListOrders, OrderSummary, OrderWait};
 use ordo_orders::Order;
 use ordo_projection::{ProjectionRuntime, ProjectorState};
 use ordo_store::{EventMetadata, ExpectedVersion, IdempotencyRecord, StoreError};
@@ -90,7 +90,9 @@ impl Domain {
         let mut request =
             CommandRequest::new(order_id, call.command.into_inner()).expecting(expectation).with_metadata(metadata);
         if let Some((key, fingerprint)) = call.idempotency {
-            request = request.with_idempotency(IdempotencyKey { scope: IDEMPOTENCY_SCOPE.into(), key, fingerprint });
+            let key = IdempotencyKey::new(IDEMPOTENCY_SCOPE, key, fingerprint)
+                .map_err(|e| ApiError::InvalidIdempotencyKey(e.reason))?;
+            request = request.with_idempotency(key);
         }
         let outcome = self.handler.handle(request).await;
         let span = Span::current();
@@ -165,8 +167,8 @@ impl Domain {
             return Err(ApiError::OrderNotFound { replayed: false });
         }
         match read_model::wait_for_order(&self.runtime, &order_id, min_version, wait).await {
-            Ok(Ok(summary)) => order_view(summary),
-            Ok(Err(_behind)) => Err(ApiError::ProjectionLagging { min_version }),
+            Ok(OrderWait::Reached(summary)) => order_view(summary),
+            Ok(OrderWait::Behind(_)) => Err(ApiError::ProjectionLagging { min_version }),
             Err(e) => Err(projection_error(e)),
         }
     }
@@ -196,6 +198,7 @@ impl Domain {
         let page = read_model::list_orders(self.runtime.db(), &query).await.map_err(|e| match e {
             read_model::ListError::InvalidCursor(_) => ApiError::InvalidQuery("invalid cursor".into()),
             read_model::ListError::Projection(e) => projection_error(e),
+            other => ApiError::Internal(other.to_string()),
         })?;
         let orders = page.orders.into_iter().map(order_view).collect::<Result<Vec<_>, _>>()?;
         Ok(OrderPageView { orders, next_cursor: page.next_cursor })
@@ -248,7 +251,7 @@ impl Domain {
                     event_type: e.event_type,
                     message: e.message,
                 }),
-                rebuild: s.rebuild.map(|(done, total)| RebuildView { done, total }),
+                rebuild: s.rebuild.map(|p| RebuildView { done: p.done, total: p.total }),
             })
             .collect())
     }
@@ -298,14 +301,14 @@ impl Domain {
 }
 
 fn order_view(summary: OrderSummary) -> Result<OrderView, ApiError> {
-    let status = match summary.status.as_str() {
-        "draft" => OrderStatusName::Draft,
-        "placed" => OrderStatusName::Placed,
-        "paid" => OrderStatusName::Paid,
-        "shipped" => OrderStatusName::Shipped,
-        "delivered" => OrderStatusName::Delivered,
-        "cancelled" => OrderStatusName::Cancelled,
-        other => return Err(ApiError::Internal(format!("unknown order status {other:?} in {ORDER_SUMMARIES}"))),
+    use ordo_orders::OrderStatus;
+    let status = match summary.status {
+        OrderStatus::Draft => OrderStatusName::Draft,
+        OrderStatus::Placed => OrderStatusName::Placed,
+        OrderStatus::Paid => OrderStatusName::Paid,
+        OrderStatus::Shipped => OrderStatusName::Shipped,
+        OrderStatus::Delivered => OrderStatusName::Delivered,
+        OrderStatus::Cancelled => OrderStatusName::Cancelled,
     };
     Ok(OrderView {
         order_id: summary.order_id,

@@ -7,7 +7,10 @@
 
 use sqlx::postgres::PgPool;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
+#[cfg(feature = "testing")]
+use sqlx::{Postgres, Transaction};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 use crate::rows::{from_db, to_db};
@@ -20,6 +23,20 @@ pub(crate) const IDEMPOTENCY_PKEY: &str = "idempotency_keys_pkey";
 /// version. Each retry means another writer succeeded, so this bounds only starvation.
 const MAX_RACE_RETRIES: usize = 100;
 
+/// The first position of the appending transaction: its transaction id plus the
+/// database's shift, moved past the index bits. Every call in one statement gives the
+/// same value.
+const BASE: &str = "((pg_current_xact_id()::text::bigint + (SELECT shift FROM ordo_position_base)) << 16)";
+
+/// Holds when the transaction's positions lie above every stored one. It fails only
+/// when the transaction-id counter went back (a restore into a new cluster, say):
+/// the append is then refused as [`Verdict::Behind`], the shift is raised, and the
+/// append tried again. Evaluated only once the version check passed (inside a `CASE`:
+/// beside it under `AND`, PostgreSQL runs it first as a one-time filter), so that a
+/// refused append takes no transaction id, whose commit would wait for a WAL flush.
+const POSITION_GUARD: &str = "((pg_current_xact_id()::text::bigint + (SELECT shift FROM ordo_position_base)) << 16) \
+     > (SELECT coalesce(max(position), -1) FROM events)";
+
 /// Appends: `$1` index, `$2` stream, `$3` category, `$4` expectation kind (0 any,
 /// 1 no stream, 2 stream exists, 3 exact), `$5` exact version.
 /// Events: `$6` index of their append, `$7` ordinal within it (from 1), `$8` sequence
@@ -27,18 +44,23 @@ const MAX_RACE_RETRIES: usize = 100;
 /// Idempotency records: `$14` index of their append, `$15..$19` scope, key,
 /// fingerprint, outcome, expiry, `$20` how many events their append has, `$21` the
 /// sequence of its last event.
-/// Position = (transaction id << 16) + sequence - 1; see the migration.
-const APPEND_SQL: &str = r#"
+/// Position = ((transaction id + shift) << 16) + sequence - 1; see the migrations.
+/// An append is accepted only if its expectation holds and its first position lies
+/// above every stored one (see [`POSITION_GUARD`]).
+static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
 WITH appends AS (
     SELECT a.idx, a.stream, a.category, a.kind, a.exact,
            (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = a.stream) AS current
     FROM unnest($1::int4[], $2::text[], $3::text[], $4::int4[], $5::int8[]) AS a(idx, stream, category, kind, exact)
 ), accepted AS (
     SELECT * FROM appends
-    WHERE CASE kind WHEN 0 THEN true WHEN 1 THEN current = 0 WHEN 2 THEN current > 0 ELSE current = exact END
+    WHERE CASE WHEN (CASE kind WHEN 0 THEN true WHEN 1 THEN current = 0 WHEN 2 THEN current > 0 ELSE current = exact END)
+          THEN {POSITION_GUARD} ELSE false END
 ), inserted AS (
     INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, data, metadata, category)
-    SELECT (pg_current_xact_id()::text::bigint << 16) + e.seq - 1, a.stream, a.current + e.ord,
+    SELECT {BASE} + e.seq - 1, a.stream, a.current + e.ord,
            e.event_id, e.event_type, e.schema_version, e.data, e.metadata, a.category
     FROM unnest($6::int4[], $7::int4[], $8::int4[], $9::uuid[], $10::text[], $11::int4[], $12::jsonb[], $13::jsonb[])
              AS e(idx, ord, seq, event_id, event_type, schema_version, data, metadata)
@@ -48,30 +70,36 @@ WITH appends AS (
     INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, expires_at,
                                   stream_id, first_version, last_version, last_position)
     SELECT r.scope, r.key, r.fingerprint, r.outcome, r.expires_at, a.stream, a.current + 1, a.current + r.events,
-           (pg_current_xact_id()::text::bigint << 16) + r.last_seq - 1
+           {BASE} + r.last_seq - 1
     FROM unnest($14::int4[], $15::text[], $16::text[], $17::text[], $18::jsonb[], $19::timestamptz[],
                 $20::int8[], $21::int8[])
              AS r(idx, scope, key, fingerprint, outcome, expires_at, events, last_seq)
     JOIN accepted a USING (idx)
 )
 SELECT a.idx, a.current, a.idx IN (SELECT idx FROM accepted) AS accepted,
-       CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN pg_current_xact_id()::text::bigint END AS xid
+       CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN {BASE} END AS base
 FROM appends a
-"#;
+"#
+    )
+});
 
 /// The same append for one request alone: the common case under light load, with a
 /// plan simpler than the group's. Parameters as in `APPEND_SQL` for a group of one,
 /// but `$1`/`$2` stream and category, `$3..$7` the event arrays, `$8`/`$9` the
 /// expectation, `$10..$14` the record, `$15` the number of events.
-const APPEND_ONE_SQL: &str = r#"
+static APPEND_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
 WITH current AS (
     SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
 ), accepted AS (
     SELECT version FROM current
-    WHERE CASE $8::int4 WHEN 0 THEN true WHEN 1 THEN version = 0 WHEN 2 THEN version > 0 ELSE version = $9::int8 END
+    WHERE CASE WHEN (CASE $8::int4 WHEN 0 THEN true WHEN 1 THEN version = 0 WHEN 2 THEN version > 0
+                     ELSE version = $9::int8 END)
+          THEN {POSITION_GUARD} ELSE false END
 ), inserted AS (
     INSERT INTO events (position, stream_id, version, event_id, event_type, schema_version, data, metadata, category)
-    SELECT (pg_current_xact_id()::text::bigint << 16) + e.ord - 1, $1, a.version + e.ord,
+    SELECT {BASE} + e.ord - 1, $1, a.version + e.ord,
            e.event_id, e.event_type, e.schema_version, e.data, e.metadata, $2
     FROM accepted a,
          unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[])
@@ -81,20 +109,22 @@ WITH current AS (
     INSERT INTO idempotency_keys (scope, key, fingerprint, outcome, expires_at,
                                   stream_id, first_version, last_version, last_position)
     SELECT $10::text, $11::text, $12::text, $13::jsonb, $14::timestamptz, $1, a.version + 1, a.version + $15::int8,
-           (pg_current_xact_id()::text::bigint << 16) + $15::int8 - 1
+           {BASE} + $15::int8 - 1
     FROM accepted a
     WHERE $10::text IS NOT NULL
 )
 SELECT c.version, a.version IS NOT NULL AS accepted,
-       CASE WHEN a.version IS NOT NULL THEN pg_current_xact_id()::text::bigint END AS xid
+       CASE WHEN a.version IS NOT NULL THEN {BASE} END AS base
 FROM current c LEFT JOIN accepted a ON true
-"#;
+"#
+    )
+});
 
 /// Runs the one-append statement on `conn`.
-async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, sqlx::Error> {
-    let p = Params::new(&[request]).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {
+    let p = Params::new(&[request])?;
     let record = request.idempotency.as_ref();
-    let (current, accepted, xid): (i64, bool, Option<i64>) = sqlx::query_as(APPEND_ONE_SQL)
+    let (current, accepted, base): (i64, bool, Option<i64>) = sqlx::query_as(&APPEND_ONE_SQL)
         .bind(request.stream_id.as_str())
         .bind(request.stream_id.category())
         .bind(&p.e_ids)
@@ -109,35 +139,42 @@ async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<
         .bind(record.map(|r| r.fingerprint.as_str()))
         .bind(record.map(|r| Json(&r.outcome)))
         .bind(record.map(|r| r.expires_at))
-        .bind(request.events.len() as i64)
+        .bind(to_db(request.events.len() as u64)?)
         .fetch_one(&mut *conn)
         .await?;
-    verdict(request, current, accepted, xid, 1)
+    verdict(request, current, accepted, base, 1)
 }
 
-/// The verdict on `request` from the statement's answer; `first_seq` is the
-/// sequence of its first event within the statement.
+/// The verdict on `request` from the statement's answer: the stream's version, whether
+/// the append was accepted, and then the position its first event's sequence is
+/// counted from; `first_seq` is the sequence of its first event within the statement.
+/// An answer that cannot be true (a negative version or position) is corrupt data.
 fn verdict(
     request: &AppendRequest,
     current: i64,
     accepted: bool,
-    xid: Option<i64>,
+    base: Option<i64>,
     first_seq: u64,
-) -> Result<Verdict, sqlx::Error> {
-    let current = u64::try_from(current).map_err(|_| sqlx::Error::Protocol("negative version".into()))?;
-    Ok(match (accepted, xid) {
-        (true, Some(xid)) => {
-            let base = u64::try_from(xid).map_err(|_| sqlx::Error::Protocol("negative xid".into()))? << 16;
+) -> Result<Verdict, StoreError> {
+    let current = from_db(current)?;
+    match (accepted, base) {
+        (true, Some(base)) => {
             let n = request.events.len() as u64;
-            Verdict::Appended(AppendResult {
+            let first = from_db(base)?
+                .checked_add(first_seq - 1)
+                .filter(|first| first.checked_add(n).is_some())
+                .ok_or_else(|| StoreError::Corrupt(format!("position base {base} is out of range")))?;
+            Ok(Verdict::Appended(AppendResult {
                 stream_id: request.stream_id.clone(),
                 first_version: current + 1,
                 last_version: current + n,
-                positions: (0..n).map(|i| base + first_seq - 1 + i).collect(),
-            })
+                positions: (first..first + n).collect(),
+            }))
         }
-        _ => Verdict::WrongVersion { actual: current },
-    })
+        // The expectation held, so the position guard refused it.
+        _ if request.expected.accepts(current) => Ok(Verdict::Behind),
+        _ => Ok(Verdict::WrongVersion { actual: current }),
+    }
 }
 
 fn expectation(expected: ExpectedVersion) -> Result<(i32, i64), StoreError> {
@@ -175,8 +212,8 @@ struct Params<'a> {
     r_last_seq: Vec<i64>,
 }
 
-fn out_of_range(what: &str) -> StoreError {
-    StoreError::InvalidAppend { reason: format!("{what} is out of range") }
+fn out_of_range(what: &'static str, value: usize) -> StoreError {
+    StoreError::OutOfRange { what, value: value as u64 }
 }
 
 impl<'a> Params<'a> {
@@ -184,7 +221,7 @@ impl<'a> Params<'a> {
         let mut p = Params::default();
         let mut seq = 0i32;
         for (idx, request) in requests.iter().enumerate() {
-            let idx = i32::try_from(idx).map_err(|_| out_of_range("group size"))?;
+            let idx = i32::try_from(idx).map_err(|_| out_of_range("group size", idx))?;
             let (kind, exact) = expectation(request.expected)?;
             p.idx.push(idx);
             p.streams.push(request.stream_id.as_str());
@@ -198,7 +235,8 @@ impl<'a> Params<'a> {
                 p.e_seq.push(seq);
                 p.e_ids.push(event.event_id);
                 p.e_types.push(&event.event_type);
-                p.e_schemas.push(i32::try_from(event.schema_version).map_err(|_| out_of_range("schema version"))?);
+                let schema = event.schema_version;
+                p.e_schemas.push(i32::try_from(schema).map_err(|_| out_of_range("schema version", schema as usize))?);
                 p.e_data.push(Json(&event.data));
                 p.e_meta.push(Json(&event.metadata));
             }
@@ -209,12 +247,13 @@ impl<'a> Params<'a> {
                 p.r_fingerprints.push(&record.fingerprint);
                 p.r_outcomes.push(Json(&record.outcome));
                 p.r_expiries.push(record.expires_at);
-                p.r_events.push(request.events.len() as i64);
+                p.r_events.push(to_db(request.events.len() as u64)?);
                 p.r_last_seq.push(i64::from(seq));
             }
         }
-        if seq as usize > crate::MAX_EVENTS_PER_APPEND {
-            return Err(out_of_range("the number of events in one transaction"));
+        let events = usize::try_from(seq).unwrap_or(usize::MAX);
+        if events > crate::MAX_EVENTS_PER_APPEND {
+            return Err(out_of_range("the number of events in one transaction", events));
         }
         Ok(p)
     }
@@ -223,7 +262,11 @@ impl<'a> Params<'a> {
 /// What the statement said about one append of the group.
 pub(crate) enum Verdict {
     Appended(AppendResult),
-    WrongVersion { actual: Version },
+    WrongVersion {
+        actual: Version,
+    },
+    /// Its positions would lie below stored ones: the shift must be raised first.
+    Behind,
 }
 
 /// Runs the append statement for `requests` (distinct streams) on `conn`, in whatever
@@ -231,9 +274,9 @@ pub(crate) enum Verdict {
 pub(crate) async fn append_group(
     conn: &mut PgConnection,
     requests: &[&AppendRequest],
-) -> Result<Vec<Verdict>, sqlx::Error> {
-    let p = Params::new(requests).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-    let rows: Vec<(i32, i64, bool, Option<i64>)> = sqlx::query_as(APPEND_SQL)
+) -> Result<Vec<Verdict>, StoreError> {
+    let p = Params::new(requests)?;
+    let rows: Vec<(i32, i64, bool, Option<i64>)> = sqlx::query_as(&APPEND_SQL)
         .bind(&p.idx)
         .bind(&p.streams)
         .bind(&p.categories)
@@ -264,14 +307,20 @@ pub(crate) async fn append_group(
         first_seqs.push(first_seq);
         first_seq += request.events.len() as u64;
     }
-    for (idx, current, accepted, xid) in rows {
-        let idx = usize::try_from(idx).map_err(|_| sqlx::Error::Protocol("bad append index".into()))?;
-        let (Some(request), Some(&seq)) = (requests.get(idx), first_seqs.get(idx)) else {
-            return Err(sqlx::Error::Protocol("append index out of range".into()));
+    for (idx, current, accepted, base) in rows {
+        let found = usize::try_from(idx).ok().and_then(|i| Some((i, requests.get(i)?, first_seqs.get(i)?)));
+        let Some((i, request, &seq)) = found else {
+            return Err(StoreError::Corrupt(format!(
+                "the append statement answered for append {idx} of {}",
+                requests.len()
+            )));
         };
-        verdicts[idx] = Some(verdict(request, current, accepted, xid, seq)?);
+        verdicts[i] = Some(verdict(request, current, accepted, base, seq)?);
     }
-    verdicts.into_iter().map(|v| v.ok_or_else(|| sqlx::Error::Protocol("an append got no verdict".into()))).collect()
+    verdicts
+        .into_iter()
+        .map(|v| v.ok_or_else(|| StoreError::Corrupt("the append statement left an append without a verdict".into())))
+        .collect()
 }
 
 fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
@@ -283,11 +332,18 @@ fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
 /// for `Any` and `StreamExists`, which accept whatever version won.
 pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Result<AppendResult, StoreError> {
     let mut conn = pool.acquire().await?;
-    let mut races = 0;
+    let (mut races, mut rebased) = (0, false);
     loop {
         match append_one(&mut conn, request).await {
             Ok(Verdict::Appended(result)) => return Ok(result),
             Ok(Verdict::WrongVersion { actual }) => return Err(wrong_version(request, actual)),
+            Ok(Verdict::Behind) if !rebased => {
+                super::positions::rebase(pool).await?;
+                rebased = true;
+            }
+            Ok(Verdict::Behind) => {
+                return Err(StoreError::Corrupt("new positions stay below stored ones after a re-base".into()))
+            }
             Err(e) => match classify(&e, request) {
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
@@ -295,7 +351,7 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
                     return Err(wrong_version(request, actual));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
-                RaceOutcome::Other => return Err(e.into()),
+                RaceOutcome::Other => return Err(e),
             },
         }
     }
@@ -308,7 +364,10 @@ enum RaceOutcome {
     Other,
 }
 
-fn classify(e: &sqlx::Error, request: &AppendRequest) -> RaceOutcome {
+fn classify(e: &StoreError, request: &AppendRequest) -> RaceOutcome {
+    let StoreError::Database(e) = e else {
+        return RaceOutcome::Other;
+    };
     if crate::error::is_unique_violation(e, STREAM_VERSION_KEY) {
         return match request.expected {
             ExpectedVersion::Any | ExpectedVersion::StreamExists => RaceOutcome::Retry,
@@ -339,11 +398,13 @@ where
 
 /// An append whose transaction is still open: its events have their positions but are
 /// invisible until [`OpenAppend::commit`]. For tests that force commits out of order.
+#[cfg(feature = "testing")]
 pub struct OpenAppend {
     tx: Transaction<'static, Postgres>,
     result: AppendResult,
 }
 
+#[cfg(feature = "testing")]
 impl OpenAppend {
     /// Begins a transaction and runs the append in it, without committing.
     pub async fn begin(pool: &PgPool, request: AppendRequest) -> Result<Self, StoreError> {
@@ -352,6 +413,7 @@ impl OpenAppend {
         match append_one(&mut tx, &request).await? {
             Verdict::Appended(result) => Ok(Self { tx, result }),
             Verdict::WrongVersion { actual } => Err(wrong_version(&request, actual)),
+            Verdict::Behind => Err(StoreError::Corrupt("positions are behind the stored ones".into())),
         }
     }
 

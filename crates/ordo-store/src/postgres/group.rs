@@ -159,14 +159,12 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
     let outcomes = if group.len() == 1 {
         vec![append_alone(&sink.pool, &group[0].request).await]
     } else {
-        let conn = sink.pool.acquire().await;
-        match append_together(conn, &group).await {
-            Ok(outcomes) => outcomes,
-            // The server refused the group (a race with another node): nothing was
-            // written, so each append is settled on its own.
-            Err(StoreError::Database(sqlx::Error::Database(_))) => {
-                join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await
-            }
+        match append_together(&sink.pool, &group).await {
+            Ok(verdicts) => settle(sink, &group, verdicts).await,
+            // The server refused the group (a race with another node), or a request
+            // could not be sent: nothing was written, so each append is settled on
+            // its own.
+            Err(e) if nothing_written(&e) => join_all(group.iter().map(|p| append_alone(&sink.pool, &p.request))).await,
             // Anything else (a connection lost mid-statement) leaves the outcome
             // unknown: retrying could write twice, so every caller hears so.
             Err(e) => group
@@ -192,30 +190,37 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
     known
 }
 
-async fn append_together(
-    conn: Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>,
-    group: &[Pending],
-) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+/// Whether a failed group statement certainly wrote nothing: the database refused it
+/// (its transaction rolled back), or it was never sent. A lost connection leaves the
+/// outcome unknown.
+fn nothing_written(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(sqlx::Error::Database(_))) || e.is_invalid_input()
+}
+
+/// The group's verdicts, from one statement on one connection.
+async fn append_together(pool: &PgPool, group: &[Pending]) -> Result<Vec<Verdict>, StoreError> {
+    // An acquire that fails sent nothing: `Unavailable`, not an unknown outcome.
+    let mut conn = pool.acquire().await?;
     let requests: Vec<&AppendRequest> = group.iter().map(|p| &p.request).collect();
-    let Ok(mut conn) = conn else {
-        // Nothing was sent: every append gets the failure, none may have committed.
-        let e = conn.err().map(|e| e.to_string()).unwrap_or_default();
-        return Ok(group
-            .iter()
-            .map(|_| Err(StoreError::CommitFailed(format!("no connection, nothing written: {e}"))))
-            .collect());
-    };
-    let verdicts = append_group(&mut conn, &requests).await?;
-    Ok(requests
-        .into_iter()
-        .zip(verdicts)
-        .map(|(request, verdict)| match verdict {
+    append_group(&mut conn, &requests).await
+}
+
+/// Each append's answer from its verdict. Appends whose positions were found behind
+/// the stored ones (the statement then wrote nothing) go again alone, which raises
+/// the shift first.
+async fn settle(sink: &Sink, group: &[Pending], verdicts: Vec<Verdict>) -> Vec<Result<AppendResult, StoreError>> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    for (pending, verdict) in group.iter().zip(verdicts) {
+        let request = &pending.request;
+        outcomes.push(match verdict {
             Verdict::Appended(result) => Ok(result),
             Verdict::WrongVersion { actual } => Err(StoreError::WrongExpectedVersion {
                 stream: request.stream_id.to_string(),
                 expected: request.expected,
                 actual,
             }),
-        })
-        .collect())
+            Verdict::Behind => append_alone(&sink.pool, request).await,
+        });
+    }
+    outcomes
 }

@@ -4,8 +4,13 @@
 //! `ARCHITECTURE.md`; new events are announced by a coalesced `NOTIFY`.
 
 mod append;
+#[cfg(feature = "baseline")]
+pub(crate) mod baseline;
 mod group;
+pub(crate) mod lease;
 mod notify;
+mod positions;
+pub(crate) mod read_model;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -19,20 +24,18 @@ use crate::rows::{
     self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
 };
 use crate::signal::SignalSender;
+use crate::store::PING;
 use crate::{
     AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
+#[cfg(feature = "testing")]
 pub use append::OpenAppend;
 use group::{GroupCommit, Sink};
 use notify::Notifier;
+use positions::WATERMARK;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
-
-/// Upper bound of readable positions: `xmin` of the statement's snapshot, shifted like
-/// positions are. Every transaction below it has finished; every later one will get a
-/// larger transaction id, hence larger positions.
-const WATERMARK: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/store/postgres");
 
 /// Tunables of the PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -73,10 +76,15 @@ impl PostgresStore {
             .connect_with(connect)
             .await
             .map_err(|e| match StoreError::from(e) {
+                // Refused at the door (a bad password, an unknown database): unreachable.
                 StoreError::Database(inner) => StoreError::Unavailable(inner),
                 other => other,
             })?;
-        MIGRATOR.run(&pool).await?;
+        migrate(&pool).await?;
+        positions::check_durability(&pool).await?;
+        if positions::behind(&pool).await? {
+            positions::rebase(&pool).await?;
+        }
         let signal = Arc::new(SignalSender::new());
         let notifier = Notifier::start(pool.clone(), Arc::clone(&signal)).await?;
         let sink = Sink { pool: pool.clone(), signal: Arc::clone(&signal), notifier };
@@ -85,9 +93,25 @@ impl PostgresStore {
     }
 
     /// The connection pool, for read models that live in the same database.
+    pub(crate) fn read_db(&self) -> crate::ReadDb {
+        crate::ReadDb::postgres(self.pool.clone())
+    }
+
+    /// The connection pool, for tests that look under the store.
+    #[cfg(feature = "testing")]
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let recorded: bool =
+        sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+    if recorded {
+        sqlx::query(crate::store::FORGET_MOVED_MIGRATION).execute(pool).await?;
+    }
+    MIGRATOR.run(pool).await?;
+    Ok(())
 }
 
 /// The URL without its password, for error messages.
@@ -136,6 +160,11 @@ fn bind_filter<'q, O>(
 impl EventStore for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(PING).fetch_optional(&self.pool).await?;
+        Ok(())
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
@@ -240,9 +269,12 @@ impl EventStore for PostgresStore {
         )
         .bind(snapshot.stream_id.as_str())
         .bind(to_db(snapshot.version)?)
-        .bind(i32::try_from(snapshot.state_schema).map_err(|_| StoreError::InvalidAppend {
-            reason: format!("state schema {} is out of range", snapshot.state_schema),
-        })?)
+        .bind(
+            i32::try_from(snapshot.state_schema).map_err(|_| StoreError::OutOfRange {
+                what: "state schema",
+                value: u64::from(snapshot.state_schema),
+            })?,
+        )
         .bind(Json(&snapshot.state))
         .execute(&self.pool)
         .await?;

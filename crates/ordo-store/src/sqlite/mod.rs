@@ -2,6 +2,9 @@
 //! connection (see [`writer`]); reads use a pool of their own, which WAL lets run
 //! beside the writer. Rowid order is commit order, because SQLite has one writer.
 
+#[cfg(feature = "baseline")]
+pub(crate) mod baseline;
+pub(crate) mod read_model;
 mod writer;
 
 use async_trait::async_trait;
@@ -18,13 +21,14 @@ use crate::rows::{
     self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
 };
 use crate::signal::SignalSender;
+use crate::store::PING;
 use crate::{
     AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 use writer::Writer;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/store/sqlite");
 
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,6 +36,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SQLite event store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// How every connection to the file is opened (for baselines with the same durability).
+    #[cfg_attr(not(feature = "baseline"), allow(dead_code))]
+    options: Arc<SqliteConnectOptions>,
     reads: SqlitePool,
     writer: Writer,
     signal: Arc<SignalSender>,
@@ -55,22 +62,34 @@ impl SqliteStore {
         let reads = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         let signal = Arc::new(SignalSender::new());
         let writer = Writer::spawn(write_conn, Arc::clone(&signal));
-        Ok(Self { reads, writer, signal })
+        Ok(Self { options: Arc::new(options), reads, writer, signal })
+    }
+
+    /// How connections to the file are opened.
+    #[cfg(feature = "baseline")]
+    pub(crate) fn options(&self) -> &SqliteConnectOptions {
+        &self.options
+    }
+
+    /// The same database for read models: its queries use the read pool, its
+    /// transactions the single writer, as SQLite wants.
+    pub(crate) fn read_db(&self) -> crate::ReadDb {
+        crate::ReadDb::sqlite(self.clone())
     }
 
     /// The read pool, for read models that live in the same file.
-    pub fn read_pool(&self) -> &SqlitePool {
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
         &self.reads
     }
 
     /// Runs `write` in the writer's transaction (grouped with other writes, committed
     /// before this returns). Read models use this to commit beside their checkpoint.
-    pub async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
@@ -104,6 +123,13 @@ fn open_error(e: sqlx::Error) -> StoreError {
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    let recorded: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(&mut *conn)
+            .await?;
+    if recorded.is_some() {
+        sqlx::query(crate::store::FORGET_MOVED_MIGRATION).execute(&mut *conn).await?;
+    }
     MIGRATOR.run(conn).await.map_err(StoreError::from)
 }
 
@@ -196,7 +222,7 @@ fn insert_sql(rows: usize) -> String {
 /// version under `BEGIN IMMEDIATE`, which holds SQLite's only write lock until
 /// commit, so nothing can slip in between the check and the insert; the
 /// `UNIQUE (stream_id, version)` constraint backs it.
-pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
+pub(crate) async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
     let stream = request.stream_id.as_str();
     let current = current_version(conn, stream).await?;
     if !request.expected.accepts(current) {
@@ -249,6 +275,11 @@ pub async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> R
 impl EventStore for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(PING).fetch_optional(&self.reads).await?;
+        Ok(())
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {

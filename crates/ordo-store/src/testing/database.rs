@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
-use crate::{Backend, EventStore};
+use crate::{AppendRequest, Backend, Database, EventStore, StoreError};
 
 /// A database that lives as long as one test.
 #[derive(Clone)]
@@ -78,6 +78,45 @@ impl TestDatabase {
     /// A store on this database, migrated.
     pub async fn store(&self) -> Arc<dyn EventStore> {
         crate::connect(&self.url).await.expect("the test database accepts connections")
+    }
+
+    /// The event store and the read-model database on it, migrated.
+    pub async fn open(&self) -> Database {
+        crate::open(&self.url).await.expect("the test database accepts connections")
+    }
+
+    /// Runs `request` in a transaction that never commits, as a command whose
+    /// process or connection died before its commit would; returns what the append
+    /// did inside it.
+    pub async fn abandon_append(&self, request: AppendRequest) -> Result<crate::AppendResult, StoreError> {
+        match self.backend {
+            Backend::Postgres => {
+                let store = self.postgres().await;
+                let open = crate::postgres::OpenAppend::begin(store.pool(), request).await?;
+                // The connection goes back without a commit: rolled back.
+                Ok(open.result().clone())
+            }
+            Backend::Sqlite => {
+                let store = self.sqlite().await;
+                let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+                let kept = std::sync::Arc::clone(&seen);
+                let died = store
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            let result = crate::sqlite::append_in(conn, request).await?;
+                            *kept.lock().unwrap() = Some(result);
+                            Err::<(), _>(StoreError::CommitFailed("the process died".into()))
+                        })
+                    })
+                    .await;
+                let appended = seen.lock().unwrap().take();
+                match (appended, died) {
+                    (_, Ok(())) => panic!("the abandoned append was committed"),
+                    (Some(result), Err(_)) => Ok(result),
+                    (None, Err(e)) => Err(e),
+                }
+            }
+        }
     }
 
     /// The PostgreSQL store, for tests of PostgreSQL-only behaviour.

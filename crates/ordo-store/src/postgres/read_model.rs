@@ -1,0 +1,106 @@
+//! Read models on PostgreSQL: transactions on a pool connection (or a lease's own
+//! connection), columnar upserts with `unnest`, and PostgreSQL's dialect where it
+//! differs.
+
+use sqlx::{Connection, PgConnection};
+
+use crate::read_model::{bind_params, Column, ReadModelError, ReadModelTx, ReadRow, SqlValue, TransactionWork};
+
+/// Rows a transaction reads and then rewrites are locked, so that a concurrent
+/// writer of the same rows (a one-stream repair, say) waits for it or it for them.
+pub(crate) const FOR_UPDATE: &str = " FOR UPDATE";
+
+pub(crate) fn any_of(placeholder: &str) -> String {
+    format!("= ANY({placeholder})")
+}
+
+fn text_array(v: &[String]) -> &[String] {
+    v
+}
+
+/// Runs `work` in a transaction on `conn` and commits it if `work` succeeds.
+pub(crate) async fn transaction<T, E>(conn: &mut PgConnection, work: impl TransactionWork<T, E>) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ReadModelError> + Send + 'static,
+{
+    let fail = |e: sqlx::Error| E::from(ReadModelError::from(e));
+    let mut tx = conn.begin().await.map_err(fail)?;
+    match work(ReadModelTx::postgres(&mut tx)).await {
+        Ok(value) => {
+            tx.commit().await.map_err(|e| match ReadModelError::from(e) {
+                // The commit's answer never came: it may or may not have committed.
+                ReadModelError::ConnectionLost(e) => E::from(ReadModelError::CommitFailed(e.to_string())),
+                other => E::from(other),
+            })?;
+            Ok(value)
+        }
+        Err(e) => {
+            // Now, not lazily: a lease's connection lives outside the pool, and an open
+            // failed transaction would hold its locks (and xid) through a retry's backoff.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn execute<'e, X>(executor: X, sql: &str, params: &[SqlValue]) -> Result<u64, ReadModelError>
+where
+    X: sqlx::PgExecutor<'e>,
+{
+    let done = bind_params!(sqlx::query(sql), params, text_array).execute(executor).await?;
+    Ok(done.rows_affected())
+}
+
+pub(crate) async fn fetch_all<'e, T: ReadRow, X>(
+    executor: X,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Vec<T>, ReadModelError>
+where
+    X: sqlx::PgExecutor<'e>,
+{
+    Ok(bind_params!(sqlx::query_as(sql), params, text_array).fetch_all(executor).await?)
+}
+
+/// One statement for all rows: `INSERT … SELECT * FROM unnest(one array per column)`.
+pub(crate) async fn upsert(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &[Column],
+    tail: &str,
+) -> Result<(), ReadModelError> {
+    let names: Vec<&str> = columns.iter().map(Column::name).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Column::Text(..) => format!("${}::text[]", i + 1),
+            Column::Int(..) => format!("${}::int8[]", i + 1),
+        })
+        .collect();
+    let sql = format!("INSERT INTO {table} ({}) SELECT * FROM unnest({}) {tail}", names.join(", "), arrays.join(", "));
+    let mut query = sqlx::query(&sql);
+    for column in columns {
+        query = match column {
+            Column::Text(_, v) => query.bind(v.as_slice()),
+            Column::Int(_, v) => query.bind(v.as_slice()),
+        };
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+pub(crate) async fn table_exists(conn: &mut PgConnection, table: &str) -> Result<bool, ReadModelError> {
+    let found: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(table).fetch_one(conn).await?;
+    Ok(found)
+}
+
+pub(crate) async fn lock_exclusively(conn: &mut PgConnection, tables: &[&str]) -> Result<(), ReadModelError> {
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let sql = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "));
+    sqlx::query(&sql).execute(conn).await?;
+    Ok(())
+}
