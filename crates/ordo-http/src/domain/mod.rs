@@ -14,7 +14,6 @@ use ordo_projection::{ProjectionRuntime, ProjectorState};
 use ordo_store::{EventMetadata, ExpectedVersion, IdempotencyRecord, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::Span;
 use uuid::Uuid;
 
 use crate::dto::{
@@ -94,24 +93,14 @@ impl Domain {
                 .map_err(|e| ApiError::InvalidIdempotencyKey(e.reason))?;
             request = request.with_idempotency(key);
         }
-        let outcome = self.handler.handle(request).await;
-        let span = Span::current();
-        match outcome {
-            Ok(committed) => {
-                span.record("outcome", if committed.replayed { "replayed" } else { "committed" });
-                Ok(CommandDone {
-                    order_id: committed.aggregate_id,
-                    version: committed.version,
-                    position: committed.position,
-                    replayed: committed.replayed,
-                })
-            }
-            Err(e) => {
-                let error = command_error(e, creates);
-                span.record("outcome", error.status_and_code().1);
-                Err(error)
-            }
-        }
+        // The handler records `attempts` and `outcome` on the request's span.
+        let committed = self.handler.handle(request).await.map_err(|e| command_error(e, creates))?;
+        Ok(CommandDone {
+            order_id: committed.aggregate_id,
+            version: committed.version,
+            position: committed.position,
+            replayed: committed.replayed,
+        })
     }
 
     /// Refuses a command whose input is invalid (422). Under an idempotency key the
