@@ -306,6 +306,10 @@ async fn queries_serve_the_read_model(db: TestDatabase) {
     let cancelled: Vec<&str> =
         cancelled["orders"].as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap()).collect();
     assert_eq!(cancelled, [ids[1].as_str()]);
+    // Blank parameters (as in `?customer_id=&status=&limit=&cursor=`) read as absent.
+    let blank = server.get("/orders?customer_id=&status=&limit=&cursor=").await;
+    assert_eq!(blank.status, StatusCode::OK, "{}", blank.text());
+    assert!(blank.json()["orders"].as_array().unwrap().len() >= 6);
     let all = server.get("/orders").await.json();
     assert!(all["orders"].as_array().unwrap().len() >= 6);
 

@@ -135,6 +135,18 @@ impl OrderStatusName {
     }
 }
 
+impl std::str::FromStr for OrderStatusName {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        use OrderStatusName::*;
+        [Draft, Placed, Paid, Shipped, Delivered, Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+            .ok_or_else(|| format!("{value:?} is not one of draft, placed, paid, shipped, delivered, cancelled"))
+    }
+}
+
 /// A page of `GET /orders`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrderPageView {

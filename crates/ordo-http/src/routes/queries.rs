@@ -22,6 +22,7 @@ const LIMIT_MAX: u64 = 500;
 #[into_params(parameter_in = Query)]
 pub struct GetOrderQuery {
     /// Wait (bounded) until the read model has applied this version of the order.
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub min_version: Option<u64>,
 }
 
@@ -62,14 +63,18 @@ pub async fn get_order(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this customer's orders.
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub customer_id: Option<String>,
     /// Only orders in this status.
     #[param(inline)]
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub status: Option<crate::dto::OrderStatusName>,
     /// Orders per page: 1 to 500, 50 by default.
     #[param(minimum = 1, maximum = 500)]
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub cursor: Option<String>,
 }
 
