@@ -12,7 +12,7 @@ use ordo_core::{CommandError, CommandRequest, Committed, HandlerConfig, HandlerS
 use ordo_store::testing::{backend_test, TestDatabase};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{node, open, redecide, reserve, Node, StockEvent, StockRejection};
+use support::{node, open, redecide, reserve, Node, RacingStore, StockEvent, StockRejection};
 use tokio::sync::Barrier;
 
 /// Less than the tasks below ask for in all, so that the bound is reached.
@@ -109,8 +109,10 @@ async fn two_nodes_racing_for_one_stock_never_oversell_and_every_decision_holds(
     // Retries enough that no command runs out of them: every answer is a decision.
     let retry = RetryPolicy { max_attempts: 1_000, max_elapsed: Duration::from_secs(60), ..RetryPolicy::default() };
     let config = HandlerConfig { retry, ..HandlerConfig::default() };
-    let nodes = [node(&store, config.clone()), node(&store, config)];
-    nodes[0].handle(CommandRequest::new("s1", open(CAPACITY))).await.unwrap();
+    node(&store, config.clone()).handle(CommandRequest::new("s1", open(CAPACITY))).await.unwrap();
+    // Each node's first decision is taken before either commits: they conflict for certain.
+    let racing = RacingStore::holding(Arc::clone(&store), 2);
+    let nodes = [node(&racing, config.clone()), node(&racing, config)];
     let answers = race(&nodes, 16, "s1", one_two_or_three).await;
     let (acked, refused) = check_history(&*store, "s1", &answers).await;
     let stats = total(nodes.iter().map(|n| n.stats()));

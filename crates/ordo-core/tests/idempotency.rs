@@ -12,15 +12,18 @@ use ordo_store::testing::{backend_test, TestDatabase};
 use ordo_store::{AppendRequest, ExpectedVersion, IdempotencyRecord};
 use serde_json::json;
 use std::sync::Arc;
-use support::{key, node, open, redecide, reserve, versions, StockEvent, StockRejection};
+use support::{key, node, open, redecide, reserve, versions, RacingStore, StockEvent, StockRejection};
 use tokio::sync::Barrier;
 
-/// 32 duplicates of one keyed reservation, released at once on two nodes.
+/// 32 duplicates of one keyed reservation, released at once on two nodes; the first
+/// on each node race to append for certain.
 #[backend_test]
 async fn racing_duplicates_of_a_keyed_command_take_effect_once(db: TestDatabase) {
     let store = db.store().await;
-    let nodes = [node(&store, HandlerConfig::default()), node(&store, HandlerConfig::default())];
-    nodes[0].handle(CommandRequest::new("k1", open(1_000))).await.unwrap();
+    node(&store, HandlerConfig::default()).handle(CommandRequest::new("k1", open(1_000))).await.unwrap();
+    // Each node's first duplicate finds no record and decides before either commits.
+    let racing = RacingStore::holding(Arc::clone(&store), 2);
+    let nodes = [node(&racing, HandlerConfig::default()), node(&racing, HandlerConfig::default())];
     let start = Arc::new(Barrier::new(32));
     let joins: Vec<_> = (0..32)
         .map(|i| {

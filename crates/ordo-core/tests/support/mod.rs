@@ -9,7 +9,11 @@
 //! re-decided step by step ([`redecide`]).
 
 // Each test file uses its own part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
+
+mod racing;
+
+pub use racing::RacingStore;
 
 use ordo_core::{
     decode_event, Aggregate, CommandHandler, DomainEvent, HandlerConfig, IdempotencyKey, RejectionKind, UpcastError,
