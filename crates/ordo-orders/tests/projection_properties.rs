@@ -145,7 +145,9 @@ async fn read_model_equals_the_aggregate(db: TestDatabase, steps: Vec<(u8, Step)
             last = last.max(done.position);
         }
     }
-    assert!(rt.wait_for_position(ORDER_SUMMARIES, last, Duration::from_secs(30)).await.unwrap());
+    if !rt.wait_for_position(ORDER_SUMMARIES, last, Duration::from_secs(30)).await.unwrap() {
+        panic!("the read model did not reach position {last}: {:?}", rt.statuses().await.unwrap());
+    }
     let expected = oracle(&*store).await;
     let statuses: Vec<OrderStatus> = expected.values().map(|row| row.status).collect();
     assert!(
