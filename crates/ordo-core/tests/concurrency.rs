@@ -25,8 +25,8 @@ struct Answer {
     outcome: Result<Committed<StockEvent>, CommandError<StockRejection>>,
 }
 
-/// `per_node` tasks on each of `nodes` reserve 1, 2 or 3 from stock `id`, all
-/// released at once.
+/// `per_node` tasks on each of `nodes` reserve from stock `id` (task `i` asks for
+/// `quantity(i)`), all released at once.
 async fn race(nodes: &[Node], per_node: usize, id: &str, quantity: impl Fn(usize) -> u32) -> Vec<Answer> {
     let tasks = nodes.len() * per_node;
     let start = Arc::new(Barrier::new(tasks));
@@ -60,8 +60,8 @@ fn total(stats: impl IntoIterator<Item = HandlerStats>) -> HandlerStats {
 /// the stock is never oversold, every stored decision is what the state at the
 /// version before it decides, and the acknowledged reservations are exactly the
 /// stored ones. Returns the acknowledged and refused counts.
-async fn check_history(db_store: &dyn ordo_store::EventStore, id: &str, answers: &[Answer]) -> (usize, usize) {
-    let replayed = redecide(db_store, id).await;
+async fn check_history(store: &dyn ordo_store::EventStore, id: &str, answers: &[Answer]) -> (usize, usize) {
+    let replayed = redecide(store, id).await;
     let capacity = replayed.state.capacity.expect("the stock was opened");
     assert!(
         replayed.state.reserved <= capacity,
