@@ -6,7 +6,6 @@ mod serve;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
 
 #[derive(Parser)]
 #[command(name = "ordo", version, about = "Ordo: an event-sourced CQRS order system")]
@@ -23,11 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Applies migrations, runs the projectors and serves until SIGINT/SIGTERM.
-    Serve {
-        /// The address to listen on.
-        #[arg(long, env = "ORDO_BIND", default_value = "127.0.0.1:8080")]
-        bind: SocketAddr,
-    },
+    Serve(serve::ServeArgs),
     /// Applies the database migrations and exits.
     Migrate,
     /// Inspects and rebuilds projections (with or without a server running).
@@ -69,7 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Serve { bind } => serve::serve(&cli.database_url, bind).await,
+        Command::Serve(args) => serve::serve(&cli.database_url, args).await,
         Command::Projections { command } => projections::run(&cli.database_url, command).await,
     }
 }

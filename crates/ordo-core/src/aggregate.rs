@@ -28,6 +28,13 @@ pub trait Aggregate: Default + Clone + Send + Sync + Serialize + DeserializeOwne
 
     /// How a rejection should be told apart by callers (and mapped to a status).
     fn rejection_kind(rejection: &Self::Rejection) -> RejectionKind;
+
+    /// A short, stable name for `command` in logs, traces and metrics (`add_item`).
+    /// The default is the aggregate's category.
+    fn command_name(command: &Self::Command) -> &'static str {
+        let _ = command;
+        Self::CATEGORY
+    }
 }
 
 /// The broad class of a rejection, for callers that must react differently.

@@ -192,8 +192,8 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     /// Handles one command. An `Ok` means the events are committed (or that the
-    /// command changed nothing). Records `attempts` and `outcome` on the current
-    /// tracing span, for callers that declared those fields.
+    /// command changed nothing). Records `command`, `attempts` and `outcome` on the
+    /// current tracing span, for callers that declared those fields.
     pub async fn handle(&self, request: CommandRequest<A::Command>) -> Outcome<A> {
         let started = Instant::now();
         let mut attempts = 0;
@@ -219,6 +219,7 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     async fn run(&self, request: CommandRequest<A::Command>, started: Instant, attempts: &mut u32) -> Outcome<A> {
+        tracing::Span::current().record("command", A::command_name(&request.command));
         let stream =
             Self::stream_id(&request.aggregate_id).map_err(|e| CommandError::InvalidId { reason: e.to_string() })?;
         let key = request.idempotency.as_ref();

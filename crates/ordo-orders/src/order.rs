@@ -367,4 +367,18 @@ impl Aggregate for Order {
             OrderRejection::ValidationFailed { .. } => RejectionKind::Invalid,
         }
     }
+
+    fn command_name(command: &OrderCommand) -> &'static str {
+        match command {
+            OrderCommand::CreateOrder { .. } => "create_order",
+            OrderCommand::AddItem { .. } => "add_item",
+            OrderCommand::RemoveItem { .. } => "remove_item",
+            OrderCommand::ApplyDiscount { .. } => "apply_discount",
+            OrderCommand::PlaceOrder => "place_order",
+            OrderCommand::PayOrder { .. } => "pay_order",
+            OrderCommand::ShipOrder { .. } => "ship_order",
+            OrderCommand::DeliverOrder => "deliver_order",
+            OrderCommand::CancelOrder { .. } => "cancel_order",
+        }
+    }
 }

@@ -17,8 +17,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
+        description: "a rebuild's progress counts events",
+        sql: include_str!("../../../migrations/projection/0002_rebuild_done.sql"),
+    },
+    Migration {
+        version: 3,
         description: "read model versions",
-        sql: include_str!("../../../migrations/projection/0002_read_model_version.sql"),
+        sql: include_str!("../../../migrations/projection/0003_read_model_version.sql"),
     },
 ];
 
@@ -33,7 +38,7 @@ struct Row {
     error: Option<String>,
     rebuild_owner: Option<String>,
     rebuild_heartbeat: Option<i64>,
-    rebuild_position: Option<i64>,
+    rebuild_done: Option<i64>,
     rebuild_total: Option<i64>,
     read_model_version: i64,
 }
@@ -77,7 +82,7 @@ impl Checkpoint {
             (Some(owner), Some(heartbeat_ms)) => Some(RebuildMarker {
                 owner,
                 heartbeat_ms,
-                done: count("rebuild position", row.rebuild_position.unwrap_or(0))?,
+                done: count("rebuild progress", row.rebuild_done.unwrap_or(0))?,
                 total: count("rebuild total", row.rebuild_total.unwrap_or(0))?,
             }),
             _ => None,
@@ -101,7 +106,7 @@ impl Checkpoint {
 }
 
 const COLUMNS: &str =
-    "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_position, rebuild_total, read_model_version";
+    "position, status, error, rebuild_owner, rebuild_heartbeat, rebuild_done, rebuild_total, read_model_version";
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -204,7 +209,7 @@ pub(crate) async fn claim_rebuild(
                 return Err(ProjectionError::AlreadyRebuilding(name.to_owned()));
             }
             tx.execute(
-                "UPDATE projection_checkpoints SET rebuild_owner = $1, rebuild_heartbeat = $2, rebuild_position = 0, \
+                "UPDATE projection_checkpoints SET rebuild_owner = $1, rebuild_heartbeat = $2, rebuild_done = 0, \
                  rebuild_total = NULL WHERE name = $3",
                 &[owner.into(), now_ms().into(), name.into()],
             )
@@ -215,19 +220,20 @@ pub(crate) async fn claim_rebuild(
     .await
 }
 
-/// Records a rebuild's progress, inside the transaction of the batch it covers.
+/// Records a rebuild's progress (events replayed of `total`), inside the transaction
+/// of the batch it covers.
 pub(crate) async fn rebuild_progress(
     tx: &mut ReadModelTx<'_>,
     name: &str,
     owner: &str,
-    position: u64,
+    done: u64,
     total: u64,
 ) -> Result<(), ProjectionError> {
     let updated = tx
         .execute(
-            "UPDATE projection_checkpoints SET rebuild_heartbeat = $1, rebuild_position = $2, rebuild_total = $3 \
+            "UPDATE projection_checkpoints SET rebuild_heartbeat = $1, rebuild_done = $2, rebuild_total = $3 \
              WHERE name = $4 AND rebuild_owner = $5",
-            &[now_ms().into(), stored(position)?, stored(total)?, name.into(), owner.into()],
+            &[now_ms().into(), stored(done)?, stored(total)?, name.into(), owner.into()],
         )
         .await?;
     if updated == 1 {
@@ -263,7 +269,7 @@ pub(crate) async fn finish_rebuild(
     let updated = tx
         .execute(
             "UPDATE projection_checkpoints SET position = $1, status = $2, error = NULL, updated_at_ms = $3, \
-             rebuild_owner = NULL, rebuild_heartbeat = NULL, rebuild_position = NULL, rebuild_total = NULL, \
+             rebuild_owner = NULL, rebuild_heartbeat = NULL, rebuild_done = NULL, rebuild_total = NULL, \
              read_model_version = $6 WHERE name = $4 AND rebuild_owner = $5",
             &[
                 stored(position)?,
@@ -288,7 +294,7 @@ pub(crate) async fn release_rebuild(db: &ReadDb, name: &'static str, owner: Stri
         Box::pin(async move {
             tx.execute(
                 "UPDATE projection_checkpoints SET rebuild_owner = NULL, rebuild_heartbeat = NULL, \
-                 rebuild_position = NULL, rebuild_total = NULL WHERE name = $1 AND rebuild_owner = $2",
+                 rebuild_done = NULL, rebuild_total = NULL WHERE name = $1 AND rebuild_owner = $2",
                 &[name.into(), owner.into()],
             )
             .await?;

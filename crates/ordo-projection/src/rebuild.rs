@@ -65,7 +65,7 @@ impl ProjectionRuntime {
         let (position, done) = self.replay_into_shadow(&replay, 0, 0).await?;
         // Indexes now, on the full tables: cheaper than maintaining them per row.
         // A fresh heartbeat first, so that a long index build is not taken for death.
-        heartbeat(db, projector, owner, position, total.max(done)).await?;
+        heartbeat(db, projector, owner, done, total.max(done)).await?;
         let indexes: Vec<String> = defs.iter().flat_map(|d| d.index_sql(shadow.get(d.name))).collect();
         run_ddl(db, indexes).await?;
         // Whatever arrived meanwhile; the rest goes with the swap itself.
@@ -115,7 +115,7 @@ impl ProjectionRuntime {
                             projector.apply(&mut tx, &shadow, &events).await?;
                         }
                         if lane == 0 {
-                            checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, position, total).await?;
+                            checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, done, total).await?;
                         }
                         Ok::<_, ProjectionError>(())
                     })
@@ -282,12 +282,12 @@ async fn heartbeat(
     db: &ReadDb,
     projector: &Arc<dyn Projector>,
     owner: &str,
-    position: Position,
+    done: u64,
     total: u64,
 ) -> Result<(), ProjectionError> {
     let (name, owner) = (projector.name(), owner.to_owned());
     db.transaction(move |mut tx| {
-        Box::pin(async move { checkpoint::rebuild_progress(&mut tx, name, &owner, position, total).await })
+        Box::pin(async move { checkpoint::rebuild_progress(&mut tx, name, &owner, done, total).await })
     })
     .await
 }

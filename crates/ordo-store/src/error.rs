@@ -136,7 +136,7 @@ pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
 }
 
 /// Whether `e` says a value read from the database does not decode.
-pub(crate) fn is_decode_failure(e: &sqlx::Error) -> bool {
+fn is_decode_failure(e: &sqlx::Error) -> bool {
     matches!(
         e,
         sqlx::Error::ColumnDecode { .. }
@@ -147,7 +147,7 @@ pub(crate) fn is_decode_failure(e: &sqlx::Error) -> bool {
 }
 
 /// SQLite's primary result code (extended codes keep it in the low byte).
-pub(crate) fn sqlite_primary_code(e: &sqlx::sqlite::SqliteError) -> Option<i64> {
+fn sqlite_primary_code(e: &sqlx::sqlite::SqliteError) -> Option<i64> {
     e.code().and_then(|c| c.parse::<i64>().ok()).map(|code| code & 0xff)
 }
 
@@ -160,23 +160,47 @@ fn sqlite_error(e: &sqlx::Error) -> Option<&sqlx::sqlite::SqliteError> {
     }
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        if is_connection_lost(&e) {
-            return StoreError::Unavailable(e);
+/// What a database error means, decided once for the event store and read models.
+pub(crate) enum Failure {
+    ConnectionLost,
+    Decode,
+    /// SQLite's write lock was held past the busy timeout.
+    Locked(String),
+    /// The SQLite file cannot be written.
+    ReadOnly(String),
+    /// A statement the database refused.
+    Refused,
+}
+
+impl Failure {
+    pub(crate) fn of(e: &sqlx::Error) -> Self {
+        if is_connection_lost(e) {
+            return Failure::ConnectionLost;
         }
-        if is_decode_failure(&e) {
-            return StoreError::Corrupt(e.to_string());
+        if is_decode_failure(e) {
+            return Failure::Decode;
         }
         // SQLite result codes: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED, 8 = SQLITE_READONLY.
-        if let Some(db) = sqlite_error(&e) {
+        if let Some(db) = sqlite_error(e) {
             match sqlite_primary_code(db) {
-                Some(5 | 6) => return StoreError::Locked(db.message().to_owned()),
-                Some(8) => return StoreError::ReadOnly(db.message().to_owned()),
+                Some(5 | 6) => return Failure::Locked(db.message().to_owned()),
+                Some(8) => return Failure::ReadOnly(db.message().to_owned()),
                 _ => {}
             }
         }
-        StoreError::Database(e)
+        Failure::Refused
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match Failure::of(&e) {
+            Failure::ConnectionLost => StoreError::Unavailable(e),
+            Failure::Decode => StoreError::Corrupt(e.to_string()),
+            Failure::Locked(message) => StoreError::Locked(message),
+            Failure::ReadOnly(message) => StoreError::ReadOnly(message),
+            Failure::Refused => StoreError::Database(e),
+        }
     }
 }
 

@@ -42,15 +42,7 @@ impl StreamId {
     /// ```
     pub fn new(id: impl Into<String>) -> Result<Self, StoreError> {
         let id = id.into();
-        let chars = id.chars().count();
-        if chars == 0 || chars > MAX_STREAM_ID_CHARS {
-            return Err(StoreError::InvalidStreamId {
-                reason: format!("a stream id has 1 to {MAX_STREAM_ID_CHARS} characters, this one has {chars}"),
-            });
-        }
-        if id.contains('\0') {
-            return Err(StoreError::InvalidStreamId { reason: "a stream id cannot contain NUL".into() });
-        }
+        check_text("a stream id", &id, MAX_STREAM_ID_CHARS).map_err(|reason| StoreError::InvalidStreamId { reason })?;
         Ok(Self(id))
     }
 
@@ -80,6 +72,19 @@ impl StreamId {
     pub fn category(&self) -> &str {
         category_of(&self.0)
     }
+}
+
+/// Checks that `value` (`what`, for the message) has 1 to `max` characters and no NUL;
+/// the reason if not.
+pub(crate) fn check_text(what: &str, value: &str, max: usize) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars == 0 || chars > max {
+        return Err(format!("{what} has 1 to {max} characters, this one has {chars}"));
+    }
+    if value.contains('\0') {
+        return Err(format!("{what} cannot contain NUL"));
+    }
+    Ok(())
 }
 
 /// Whether `category` can name a stream category: non-empty, no `-`, no NUL. A

@@ -25,6 +25,7 @@ mod connect;
 mod error;
 mod event;
 pub mod postgres;
+mod queries;
 mod read_model;
 mod rows;
 mod signal;

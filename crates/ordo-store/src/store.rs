@@ -113,16 +113,8 @@ impl IdempotencyRecord {
 /// Checks a caller's idempotency key: 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
 /// no NUL.
 pub fn check_idempotency_key(key: &str) -> Result<(), StoreError> {
-    let chars = key.chars().count();
-    if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
-        return Err(StoreError::InvalidIdempotencyKey {
-            reason: format!("an idempotency key has 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, this one has {chars}"),
-        });
-    }
-    if key.contains('\0') {
-        return Err(StoreError::InvalidIdempotencyKey { reason: "an idempotency key cannot contain NUL".into() });
-    }
-    Ok(())
+    crate::event::check_text("an idempotency key", key, MAX_IDEMPOTENCY_KEY_CHARS)
+        .map_err(|reason| StoreError::InvalidIdempotencyKey { reason })
 }
 
 /// An idempotency record as stored, with what its append wrote (if it appended).

@@ -347,10 +347,17 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
             Err(e) => match classify(&e, request) {
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
-                    let actual = stream_version(&mut *conn, request.stream_id.as_str()).await?;
+                    let actual = crate::queries::stream_version(&mut *conn, request.stream_id.as_str()).await?;
                     return Err(wrong_version(request, actual));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
+                // The statement was sent: it may have committed before the connection
+                // broke, so the caller must not take it for "nothing happened".
+                RaceOutcome::Other if e.is_connection_lost() => {
+                    return Err(StoreError::CommitFailed(format!(
+                        "the connection broke during the append, which may have committed: {e}"
+                    )))
+                }
                 RaceOutcome::Other => return Err(e),
             },
         }
@@ -383,17 +390,6 @@ fn classify(e: &StoreError, request: &AppendRequest) -> RaceOutcome {
         }
     }
     RaceOutcome::Other
-}
-
-pub(crate) async fn stream_version<'e, E>(executor: E, stream_id: &str) -> Result<Version, StoreError>
-where
-    E: sqlx::PgExecutor<'e>,
-{
-    let v: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-        .bind(stream_id)
-        .fetch_one(executor)
-        .await?;
-    from_db(v)
 }
 
 /// An append whose transaction is still open: its events have their positions but are

@@ -1,8 +1,10 @@
-//! Group commit for PostgreSQL appends. Concurrent appends queue here; a dispatcher
-//! keeps up to `concurrency` groups in flight, each group one statement and one commit
-//! for many appends to distinct streams. Under load the queue fills while groups are
-//! in flight, so groups grow exactly when per-commit overhead matters; an append that
-//! arrives alone goes out alone at once.
+//! Group commit for PostgreSQL appends. Concurrent appends queue here; up to
+//! `concurrency` groups are in flight at once, each group one statement and one
+//! commit for many appends to distinct streams. Under load the queue fills while
+//! groups are in flight, so groups grow exactly when per-commit overhead matters; an
+//! append that arrives alone goes out alone at once, in a task of its own (so that a
+//! caller that gives up cannot leave a group half done). There is no dispatcher task:
+//! whoever queues an append, or finishes a group, launches the groups that can go.
 //!
 //! Within a process a stream is never in two groups at once (its second append waits
 //! for the next group), and each group locks its streams in `stream_id` order, so two
@@ -13,8 +15,8 @@
 use futures::future::join_all;
 use sqlx::postgres::PgPool;
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
 
 use super::append::{append_alone, append_group, Verdict};
 use super::notify::Notifier;
@@ -33,7 +35,21 @@ struct Pending {
 /// Where appends are submitted.
 #[derive(Clone)]
 pub(crate) struct GroupCommit {
-    queue: mpsc::Sender<Pending>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sink: Sink,
+    state: Mutex<State>,
+}
+
+/// What is queued and what is in flight.
+struct State {
+    queue: VecDeque<Pending>,
+    /// Streams in a group in flight: their next append waits for a later group.
+    in_flight: HashSet<StreamId>,
+    /// Groups that may still go out.
+    free: usize,
 }
 
 /// What a group needs to talk to the database and announce new events.
@@ -46,57 +62,67 @@ pub(crate) struct Sink {
 
 impl GroupCommit {
     pub(crate) fn start(sink: Sink, concurrency: usize) -> Self {
-        let (queue, rx) = mpsc::channel(16 * MAX_GROUP_APPENDS);
-        tokio::spawn(dispatch(sink, rx, concurrency.max(1)));
-        Self { queue }
+        let state = State { queue: VecDeque::new(), in_flight: HashSet::new(), free: concurrency.max(1) };
+        Self { inner: Arc::new(Inner { sink, state: Mutex::new(state) }) }
     }
 
     /// Appends `request` in the next group and waits for its commit.
     pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let gone = || StoreError::CommitFailed("the append dispatcher has stopped".into());
-        self.queue.send(Pending { request, reply }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let groups = {
+            let mut state = self.inner.lock();
+            state.queue.push_back(Pending { request, reply });
+            state.launchable()
+        };
+        self.inner.launch(groups);
+        answer.await.map_err(|_| StoreError::CommitFailed("the append's group was dropped".into()))?
     }
 }
 
-async fn dispatch(sink: Sink, mut incoming: mpsc::Receiver<Pending>, concurrency: usize) {
-    let (done_tx, mut done) = mpsc::unbounded_channel::<Vec<(StreamId, Option<Version>)>>();
-    let mut queue: VecDeque<Pending> = VecDeque::new();
-    let mut in_flight: HashSet<StreamId> = HashSet::new();
-    let mut free = concurrency;
-    let mut open = true;
-    while open || !queue.is_empty() || free < concurrency {
-        tokio::select! {
-            next = incoming.recv(), if open => match next {
-                Some(pending) => queue.push_back(pending),
-                None => open = false,
-            },
-            Some(streams) = done.recv() => {
-                free += 1;
-                for (stream, version) in streams {
-                    in_flight.remove(&stream);
-                    if let Some(version) = version {
-                        fail_doomed(&mut queue, &stream, version);
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; a poisoned lock still holds a sound state.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends each group out in a task of its own, which then releases its slot and
+    /// launches whatever can go next.
+    fn launch(self: &Arc<Self>, groups: Vec<Vec<Pending>>) {
+        for group in groups {
+            let inner = Arc::clone(self);
+            tokio::spawn(async move {
+                let known = flush(&inner.sink, group).await;
+                let next = {
+                    let mut state = inner.lock();
+                    state.free += 1;
+                    for (stream, version) in known {
+                        state.in_flight.remove(&stream);
+                        if let Some(version) = version {
+                            fail_doomed(&mut state.queue, &stream, version);
+                        }
                     }
-                }
-            }
+                    state.launchable()
+                };
+                inner.launch(next);
+            });
         }
-        while let Ok(pending) = incoming.try_recv() {
-            queue.push_back(pending);
-        }
-        while free > 0 {
-            let group = take_group(&mut queue, &in_flight);
+    }
+}
+
+impl State {
+    /// Takes the groups that can go out now, marking their streams and slots taken.
+    fn launchable(&mut self) -> Vec<Vec<Pending>> {
+        let mut groups = Vec::new();
+        while self.free > 0 {
+            let group = take_group(&mut self.queue, &self.in_flight);
             if group.is_empty() {
                 break;
             }
-            free -= 1;
-            in_flight.extend(group.iter().map(|p| p.request.stream_id.clone()));
-            let (sink, done_tx) = (sink.clone(), done_tx.clone());
-            tokio::spawn(async move {
-                let _ = done_tx.send(flush(&sink, group).await);
-            });
+            self.free -= 1;
+            self.in_flight.extend(group.iter().map(|p| p.request.stream_id.clone()));
+            groups.push(group);
         }
+        groups
     }
 }
 

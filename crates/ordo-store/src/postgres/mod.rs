@@ -20,11 +20,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::rows::{
-    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
-};
+use crate::queries::Shared;
+use crate::rows::{self, from_db, limit, to_db, EventRow, EVENT_COLUMNS};
 use crate::signal::SignalSender;
-use crate::store::PING;
 use crate::{
     AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
@@ -163,8 +161,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(PING).fetch_optional(&self.pool).await?;
-        Ok(())
+        Shared(&self.pool).ping().await
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
@@ -178,22 +175,13 @@ impl EventStore for PostgresStore {
         from_version: Version,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // No watermark here: a stream's versions are contiguous and committed
-        // atomically per append, so its readers can never skip anything.
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(&sql)
-            .bind(stream_id.as_str())
-            .bind(to_db(from_version)?)
-            .bind(limit(max))
-            .fetch_all(&self.pool)
-            .await?;
-        rows::into_events(rows)
+        // No watermark: a stream's versions are contiguous and committed atomically
+        // per append, so its readers can never skip anything.
+        Shared(&self.pool).read_stream(stream_id, from_version, max).await
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Version, StoreError> {
-        append::stream_version(&self.pool, stream_id.as_str()).await
+        crate::queries::stream_version(&self.pool, stream_id.as_str()).await
     }
 
     async fn read_all(
@@ -249,9 +237,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        let sql = format!("SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2");
-        let row: Option<IdempotencyRow> = sqlx::query_as(&sql).bind(scope).bind(key).fetch_optional(&self.pool).await?;
-        row.map(StoredIdempotency::try_from).transpose()
+        Shared(&self.pool).find_idempotency(scope, key).await
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -261,32 +247,10 @@ impl EventStore for PostgresStore {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO snapshots (stream_id, version, state_schema, state) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-             state_schema = excluded.state_schema, state = excluded.state, saved_at = now() \
-             WHERE excluded.version > snapshots.version",
-        )
-        .bind(snapshot.stream_id.as_str())
-        .bind(to_db(snapshot.version)?)
-        .bind(
-            i32::try_from(snapshot.state_schema).map_err(|_| StoreError::OutOfRange {
-                what: "state schema",
-                value: u64::from(snapshot.state_schema),
-            })?,
-        )
-        .bind(Json(&snapshot.state))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        crate::queries::save_snapshot(&self.pool, snapshot).await
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<SnapshotRow> =
-            sqlx::query_as("SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1")
-                .bind(stream_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(Snapshot::try_from).transpose()
+        Shared(&self.pool).load_snapshot(stream_id).await
     }
 }

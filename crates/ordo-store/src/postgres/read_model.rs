@@ -4,7 +4,7 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::read_model::{bind_params, Column, ReadModelError, ReadModelTx, ReadRow, SqlValue, TransactionWork};
+use crate::read_model::{Column, ReadModelError, ReadModelTx, TransactionWork};
 
 /// Rows a transaction reads and then rewrites are locked, so that a concurrent
 /// writer of the same rows (a one-stream repair, say) waits for it or it for them.
@@ -14,8 +14,9 @@ pub(crate) fn any_of(placeholder: &str) -> String {
     format!("= ANY({placeholder})")
 }
 
-fn text_array(v: &[String]) -> &[String] {
-    v
+/// PostgreSQL takes a list as a `text[]`.
+pub(crate) fn text_array(v: &[String]) -> Vec<String> {
+    v.to_vec()
 }
 
 /// Runs `work` in a transaction on `conn` and commits it if `work` succeeds.
@@ -42,25 +43,6 @@ where
             Err(e)
         }
     }
-}
-
-pub(crate) async fn execute<'e, X>(executor: X, sql: &str, params: &[SqlValue]) -> Result<u64, ReadModelError>
-where
-    X: sqlx::PgExecutor<'e>,
-{
-    let done = bind_params!(sqlx::query(sql), params, text_array).execute(executor).await?;
-    Ok(done.rows_affected())
-}
-
-pub(crate) async fn fetch_all<'e, T: ReadRow, X>(
-    executor: X,
-    sql: &str,
-    params: &[SqlValue],
-) -> Result<Vec<T>, ReadModelError>
-where
-    X: sqlx::PgExecutor<'e>,
-{
-    Ok(bind_params!(sqlx::query_as(sql), params, text_array).fetch_all(executor).await?)
 }
 
 /// One statement for all rows: `INSERT … SELECT * FROM unnest(one array per column)`.

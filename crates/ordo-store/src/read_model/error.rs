@@ -1,7 +1,7 @@
 //! What can go wrong with a read model's SQL: its own type, so that a failed
 //! projector statement is never mistaken for a failure of the event store.
 
-use crate::error::{is_connection_lost, is_decode_failure, sqlite_primary_code};
+use crate::error::Failure;
 use crate::StoreError;
 
 /// A failure of read-model SQL (a projector's writes, a query, a lease, a checkpoint).
@@ -43,22 +43,13 @@ impl ReadModelError {
 
 impl From<sqlx::Error> for ReadModelError {
     fn from(e: sqlx::Error) -> Self {
-        if is_connection_lost(&e) {
-            return ReadModelError::ConnectionLost(e);
+        match Failure::of(&e) {
+            Failure::ConnectionLost => ReadModelError::ConnectionLost(e),
+            Failure::Decode => ReadModelError::Decode(e.to_string()),
+            Failure::Locked(message) => ReadModelError::Locked(message),
+            Failure::ReadOnly(message) => ReadModelError::ReadOnly(message),
+            Failure::Refused => ReadModelError::Statement(e),
         }
-        if is_decode_failure(&e) {
-            return ReadModelError::Decode(e.to_string());
-        }
-        if let sqlx::Error::Database(db) = &e {
-            if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
-                match sqlite_primary_code(sqlite) {
-                    Some(5 | 6) => return ReadModelError::Locked(sqlite.to_string()),
-                    Some(8) => return ReadModelError::ReadOnly(sqlite.to_string()),
-                    _ => {}
-                }
-            }
-        }
-        ReadModelError::Statement(e)
     }
 }
 

@@ -14,7 +14,7 @@ mod values;
 
 pub use error::ReadModelError;
 pub use schema::Migration;
-pub(crate) use values::{bind_params, upsert_tail};
+pub(crate) use values::{execute, fetch_all, upsert_tail};
 pub use values::{Column, ReadRow, SqlValue};
 
 use futures::future::BoxFuture;
@@ -84,8 +84,8 @@ impl ReadDb {
     /// Runs a read-only query outside of any projector transaction.
     pub async fn fetch_all<T: ReadRow>(&self, sql: &str, params: &[SqlValue]) -> Result<Vec<T>, ReadModelError> {
         match &self.inner {
-            Db::Sqlite(store) => lite::fetch_all(store.read_pool(), sql, params).await,
-            Db::Postgres(pool) => pg::fetch_all(pool, sql, params).await,
+            Db::Sqlite(store) => fetch_all(store.read_pool(), sql, params, lite::json_list).await,
+            Db::Postgres(pool) => fetch_all(pool, sql, params, pg::text_array).await,
         }
     }
 
@@ -146,16 +146,16 @@ impl ReadModelTx<'_> {
     /// Runs one statement; returns the number of rows it touched.
     pub async fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<u64, ReadModelError> {
         match &mut self.conn {
-            Conn::Sqlite(c) => lite::execute(&mut **c, sql, params).await,
-            Conn::Postgres(c) => pg::execute(&mut **c, sql, params).await,
+            Conn::Sqlite(c) => execute(&mut **c, sql, params, lite::json_list).await,
+            Conn::Postgres(c) => execute(&mut **c, sql, params, pg::text_array).await,
         }
     }
 
     /// Runs a query and decodes its rows.
     pub async fn fetch_all<T: ReadRow>(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<T>, ReadModelError> {
         match &mut self.conn {
-            Conn::Sqlite(c) => lite::fetch_all(&mut **c, sql, params).await,
-            Conn::Postgres(c) => pg::fetch_all(&mut **c, sql, params).await,
+            Conn::Sqlite(c) => fetch_all(&mut **c, sql, params, lite::json_list).await,
+            Conn::Postgres(c) => fetch_all(&mut **c, sql, params, pg::text_array).await,
         }
     }
 

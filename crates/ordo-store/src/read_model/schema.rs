@@ -1,10 +1,20 @@
 //! Schemas of the components beside the event store (the projection runtime's
 //! checkpoints, say): each component owns its migrations and applies them through
 //! here, after the store's own, in version order. Their SQL must run on every
-//! backend. Applied versions are recorded per component in `ordo_schema_versions`.
+//! backend. Applied versions are recorded per component in `ordo_schema_versions`,
+//! which this module creates (the same SQL on every backend, so it lives here once).
 
 use crate::read_model::{ReadDb, ReadModelError, ReadModelTx};
 use crate::StoreError;
+
+/// The table of applied component versions.
+const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS ordo_schema_versions (
+    component     TEXT   NOT NULL,
+    version       BIGINT NOT NULL,
+    description   TEXT   NOT NULL,
+    applied_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (component, version)
+)";
 
 /// One step of a component's schema.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +62,9 @@ async fn apply(
     migration: &Migration,
     known: i64,
 ) -> Result<bool, StoreError> {
-    tx.serialize_on(&format!("ordo-schema:{component}")).await?;
+    // One process at a time, for every component: the versions table is shared.
+    tx.serialize_on("ordo-schema").await?;
+    tx.execute(VERSIONS_TABLE, &[]).await?;
     let applied: Vec<Applied> =
         tx.fetch_all("SELECT version FROM ordo_schema_versions WHERE component = $1", &[component.into()]).await?;
     if let Some(newest) = applied.iter().map(|a| a.version).max().filter(|v| *v > known) {

@@ -3,6 +3,9 @@
 
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{Database, Encode, Executor, IntoArguments, Type};
+
+use super::ReadModelError;
 
 /// A value bound to a read-model statement.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,9 +77,26 @@ pub trait ReadRow: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<
 
 impl<T> ReadRow for T where T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {}
 
-/// Binds `params` to a query in order. A macro rather than a function: the query
-/// types it serves (query / query_as, on either backend) share no trait that has
-/// `bind`. `$list` turns a list into what the backend binds.
+/// The number of rows a statement touched, on every backend.
+pub(crate) trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+/// Binds `params` to a query in order; `$list` turns a list into what the backend
+/// binds. A macro rather than a function: `query` and `query_as` share no trait that
+/// has `bind`.
 macro_rules! bind_params {
     ($query:expr, $params:expr, $list:expr) => {{
         let mut query = $query;
@@ -90,7 +110,46 @@ macro_rules! bind_params {
         query
     }};
 }
-pub(crate) use bind_params;
+
+/// Runs one statement with `params` on either backend; `list` turns a list parameter
+/// into what the backend binds. Returns the number of rows it touched.
+pub(crate) async fn execute<'e, DB, X, L>(
+    executor: X,
+    sql: &str,
+    params: &[SqlValue],
+    list: fn(&[String]) -> L,
+) -> Result<u64, ReadModelError>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    DB::QueryResult: RowsAffected,
+    X: Executor<'e, Database = DB>,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    L: for<'q> Encode<'q, DB> + Type<DB> + Send,
+{
+    let done = bind_params!(sqlx::query(sql), params, list).execute(executor).await?;
+    Ok(done.rows())
+}
+
+/// Runs a query with `params` on either backend and decodes its rows.
+pub(crate) async fn fetch_all<'e, DB, X, L, T>(
+    executor: X,
+    sql: &str,
+    params: &[SqlValue],
+    list: fn(&[String]) -> L,
+) -> Result<Vec<T>, ReadModelError>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    X: Executor<'e, Database = DB>,
+    T: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    Option<i64>: for<'q> Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    L: for<'q> Encode<'q, DB> + Type<DB> + Send,
+{
+    Ok(bind_params!(sqlx::query_as(sql), params, list).fetch_all(executor).await?)
+}
 
 /// The `ON CONFLICT` tail of an upsert, the same on both backends: update every
 /// column but the key, and only where `newer_by` grows, if given.

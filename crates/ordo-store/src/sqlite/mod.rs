@@ -17,11 +17,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::rows::{
-    self, from_db, limit, to_db, EventRow, IdempotencyRow, SnapshotRow, EVENT_COLUMNS, IDEMPOTENCY_COLUMNS,
-};
+use crate::queries::Shared;
+use crate::rows::{self, from_db, limit, to_db, EventRow, EVENT_COLUMNS};
 use crate::signal::SignalSender;
-use crate::store::PING;
 use crate::{
     AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
@@ -170,14 +168,6 @@ fn bind_filter<'q, O>(
     }
 }
 
-async fn current_version(conn: &mut SqliteConnection, stream_id: &str) -> Result<Version, StoreError> {
-    let v: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-        .bind(stream_id)
-        .fetch_one(conn)
-        .await?;
-    from_db(v)
-}
-
 async fn idempotency_exists(conn: &mut SqliteConnection, record: &IdempotencyRecord) -> Result<bool, StoreError> {
     let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM idempotency_keys WHERE scope = $1 AND key = $2")
         .bind(&record.scope)
@@ -238,7 +228,7 @@ fn insert_sql(rows: usize) -> String {
 /// `UNIQUE (stream_id, version)` constraint backs it.
 pub(crate) async fn append_in(conn: &mut SqliteConnection, request: AppendRequest) -> Result<AppendResult, StoreError> {
     let stream = request.stream_id.as_str();
-    let current = current_version(conn, stream).await?;
+    let current = crate::queries::stream_version(&mut *conn, stream).await?;
     if !request.expected.accepts(current) {
         return Err(StoreError::WrongExpectedVersion {
             stream: stream.to_owned(),
@@ -292,8 +282,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query(PING).fetch_optional(&self.reads).await?;
-        Ok(())
+        Shared(&self.reads).ping().await
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
@@ -307,21 +296,13 @@ impl EventStore for SqliteStore {
         from_version: Version,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(&sql)
-            .bind(stream_id.as_str())
-            .bind(to_db(from_version)?)
-            .bind(limit(max))
-            .fetch_all(&self.reads)
-            .await?;
-        rows::into_events(rows)
+        // No watermark: a stream's versions are contiguous and committed atomically
+        // per append, so its readers can never skip anything.
+        Shared(&self.reads).read_stream(stream_id, from_version, max).await
     }
 
     async fn stream_version(&self, stream_id: &StreamId) -> Result<Version, StoreError> {
-        let mut conn = self.reads.acquire().await?;
-        current_version(&mut conn, stream_id.as_str()).await
+        crate::queries::stream_version(&self.reads, stream_id.as_str()).await
     }
 
     async fn read_all(
@@ -361,10 +342,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        let sql = format!("SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE scope = $1 AND key = $2");
-        let row: Option<IdempotencyRow> =
-            sqlx::query_as(&sql).bind(scope).bind(key).fetch_optional(&self.reads).await?;
-        row.map(StoredIdempotency::try_from).transpose()
+        Shared(&self.reads).find_idempotency(scope, key).await
     }
 
     async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
@@ -384,36 +362,10 @@ impl EventStore for SqliteStore {
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let snapshot = snapshot.clone();
-        self.writer
-            .write(move |conn| {
-                async move {
-                    sqlx::query(
-                        "INSERT INTO snapshots (stream_id, version, state_schema, state, saved_at) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (stream_id) DO UPDATE SET \
-                         version = excluded.version, state_schema = excluded.state_schema, \
-                         state = excluded.state, saved_at = excluded.saved_at \
-                         WHERE excluded.version > snapshots.version",
-                    )
-                    .bind(snapshot.stream_id.as_str())
-                    .bind(to_db(snapshot.version)?)
-                    .bind(i64::from(snapshot.state_schema))
-                    .bind(Json(&snapshot.state))
-                    .bind(Utc::now())
-                    .execute(conn)
-                    .await?;
-                    Ok(())
-                }
-                .boxed()
-            })
-            .await
+        self.writer.write(move |conn| async move { crate::queries::save_snapshot(conn, &snapshot).await }.boxed()).await
     }
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        let row: Option<SnapshotRow> =
-            sqlx::query_as("SELECT stream_id, version, state_schema, state FROM snapshots WHERE stream_id = $1")
-                .bind(stream_id.as_str())
-                .fetch_optional(&self.reads)
-                .await?;
-        row.map(Snapshot::try_from).transpose()
+        Shared(&self.reads).load_snapshot(stream_id).await
     }
 }

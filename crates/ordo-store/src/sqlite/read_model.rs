@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::read_model::{bind_params, Column, ReadModelError, ReadModelTx, ReadRow, SqlValue, TransactionWork};
+use crate::read_model::{Column, ReadModelError, ReadModelTx, SqlValue, TransactionWork};
 use crate::sqlite::SqliteStore;
 use crate::StoreError;
 
@@ -20,7 +20,7 @@ pub(crate) fn any_of(placeholder: &str) -> String {
     format!("IN (SELECT value FROM json_each({placeholder}))")
 }
 
-fn json_list(v: &[String]) -> String {
+pub(crate) fn json_list(v: &[String]) -> String {
     // A list of strings always serializes.
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -57,25 +57,6 @@ where
     }
 }
 
-pub(crate) async fn execute<'e, X>(executor: X, sql: &str, params: &[SqlValue]) -> Result<u64, ReadModelError>
-where
-    X: sqlx::SqliteExecutor<'e>,
-{
-    let done = bind_params!(sqlx::query(sql), params, json_list).execute(executor).await?;
-    Ok(done.rows_affected())
-}
-
-pub(crate) async fn fetch_all<'e, T: ReadRow, X>(
-    executor: X,
-    sql: &str,
-    params: &[SqlValue],
-) -> Result<Vec<T>, ReadModelError>
-where
-    X: sqlx::SqliteExecutor<'e>,
-{
-    Ok(bind_params!(sqlx::query_as(sql), params, json_list).fetch_all(executor).await?)
-}
-
 /// Multi-row `INSERT … VALUES` statements of up to [`UPSERT_ROWS`] rows.
 pub(crate) async fn upsert(
     conn: &mut sqlx::SqliteConnection,
@@ -97,7 +78,7 @@ pub(crate) async fn upsert(
             .collect();
         let sql = format!("INSERT INTO {table} ({}) VALUES {} {tail}", names.join(", "), values.join(", "));
         let params: Vec<SqlValue> = (start..end).flat_map(|r| columns.iter().map(move |c| c.value(r))).collect();
-        execute(&mut *conn, &sql, &params).await?;
+        crate::read_model::execute(&mut *conn, &sql, &params, json_list).await?;
     }
     Ok(())
 }

@@ -1,0 +1,5 @@
+//! The route handlers, by kind.
+
+pub mod commands;
+pub mod ops;
+pub mod queries;
