@@ -442,12 +442,14 @@ async fn apply_batch(
 
 /// Creates the projector's live tables (with their indexes) and checkpoint row if
 /// they are missing. A table that exists is left alone: after a rebuild its indexes
-/// carry the names they were built under.
+/// carry the names they were built under. One process at a time: two nodes starting
+/// together on a fresh database would both find a table missing and both create it.
 pub(crate) async fn prepare(db: &ReadDb, projector: &Arc<dyn Projector>) -> Result<(), ProjectionError> {
     let name = projector.name();
     let tables = projector.tables();
     db.transaction(move |mut tx| {
         Box::pin(async move {
+            tx.serialize_on("ordo-schema").await?;
             for table in &tables {
                 if tx.table_exists(table.name).await? {
                     continue;
