@@ -3,7 +3,9 @@
 //! created order's id, an item's SKU), to orders of their own and to orders they all
 //! share; the server is SIGKILLed while requests are in flight, started again on the
 //! same database, and every request that was not acknowledged is sent again with its
-//! key and body — three times over.
+//! key and body. At least three kills cut requests off in flight, and the rounds go
+//! on (up to a bound) until some kill has cut off commands that had committed but
+//! were not answered yet — the case an idempotency key exists for.
 //!
 //! Proves that every acknowledged command survived the kills, at the version and
 //! position it was acknowledged with; that each key took effect exactly once (every
@@ -16,7 +18,7 @@
 
 mod common;
 
-use common::{eventually, Reply, Rng, Server};
+use common::{Reply, Rng, Server};
 use futures::future::join_all;
 use futures::StreamExt;
 use ordo_store::testing::{backend_test, TestDatabase};
@@ -24,6 +26,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Clients sending at once.
@@ -32,8 +35,12 @@ const CLIENTS: u64 = 16;
 const SHARED: usize = 4;
 /// A client creates a new order of its own after this many items on the last one.
 const ITEMS_PER_ORDER: u64 = 10;
-/// Kills (each followed by a restart and the retries).
+/// Kills (each followed by a restart and the retries) that cut requests off in flight
+/// (a kill can land when the server has answered everything it was sent); and more,
+/// up to `MAX_KILLS` in all, until some request the server had committed was cut off
+/// before its answer (its retry is then a replay): the case that needs the key most.
 const KILLS: usize = 3;
+const MAX_KILLS: usize = 12;
 /// Commands acknowledged in a round before the server is killed.
 const ACKS_BEFORE_KILL: usize = 100;
 
@@ -84,6 +91,7 @@ struct Acked {
 impl Acked {
     #[track_caller]
     fn new(request: Request, reply: Reply, retried: bool) -> Self {
+        assert_eq!(reply.status.as_u16(), request.success(), "{request:?} was answered {reply:?}");
         reply.assert_command(request.success(), request.order(), reply.json()["version"].as_u64().unwrap());
         Self { request, reply, retried }
     }
@@ -93,6 +101,8 @@ impl Acked {
 #[derive(Default)]
 struct Tally {
     acked: AtomicUsize,
+    /// Told of each acknowledgement.
+    ack: tokio::sync::Notify,
     in_flight: AtomicUsize,
     killed: AtomicBool,
 }
@@ -142,8 +152,9 @@ impl Client {
     }
 
     /// Sends requests until one gets no answer (the server died); returns what was
-    /// acknowledged and how many of its requests were cut off in flight (0 or 1).
-    async fn run(&mut self, server: &Server, shared: &[String], tally: &Tally) -> (Vec<Acked>, usize) {
+    /// acknowledged and whether that last request was cut off in flight (sent before
+    /// the kill, and connected: not refused at the door of a dead server).
+    async fn run(&mut self, server: &Server, shared: &[String], tally: &Tally) -> (Vec<Acked>, bool) {
         let mut acked = Vec::new();
         loop {
             let request = self.next(shared);
@@ -156,11 +167,12 @@ impl Client {
                     self.acknowledged(&request);
                     acked.push(Acked::new(request, reply, false));
                     tally.acked.fetch_add(1, Ordering::SeqCst);
+                    tally.ack.notify_one();
                 }
                 Err(e) => {
                     assert!(tally.killed.load(Ordering::SeqCst), "a request failed before the kill: {e}");
                     self.pending = Some(request);
-                    return (acked, usize::from(before_kill));
+                    return (acked, before_kill && !e.is_connect());
                 }
             }
         }
@@ -178,29 +190,51 @@ async fn keyed_commands_survive_kill_9_exactly_once(db: TestDatabase) {
     let mut clients: Vec<Client> =
         (0..CLIENTS).map(|id| Client { id, rng: rng.fork(id), sent: 0, own: None, pending: None }).collect();
     let mut acked: Vec<Acked> = Vec::new();
+    let mut committed_unanswered = 0;
+    let (mut rounds, mut kills_in_flight) = (0, 0);
 
-    for round in 1..=KILLS {
-        // Load, and a kill once enough is acknowledged while many requests are in flight.
-        let tally = Tally::default();
-        let (tally, server_ref, shared) = (&tally, &server, &shared);
-        let load = join_all(clients.iter_mut().map(|client| client.run(server_ref, shared, tally)));
-        let killer = async {
-            eventually("load to kill the server under", Duration::from_secs(30), || async {
-                let busy = tally.acked.load(Ordering::SeqCst) >= ACKS_BEFORE_KILL
-                    && tally.in_flight.load(Ordering::SeqCst) >= CLIENTS as usize / 2;
-                busy.then_some(())
-            })
-            .await;
-            tally.killed.store(true, Ordering::SeqCst);
-            server_ref.kill().await;
-        };
-        let (runs, ()) = futures::join!(load, killer);
-        let cut_off: usize = runs.iter().map(|(_, n)| n).sum();
+    while kills_in_flight < KILLS || committed_unanswered == 0 {
+        assert!(
+            rounds < MAX_KILLS,
+            "{rounds} kills: {kills_in_flight} cut requests off in flight, and {committed_unanswered} requests were \
+             committed but cut off before their answer"
+        );
+        rounds += 1;
+        let round = rounds;
+        // Load, and a kill once enough is acknowledged, right after an answer while
+        // many requests are in flight: a group commit is then likely being answered,
+        // its other commands committed but not answered yet. The killer runs on a task
+        // of its own, so that it acts while the clients are still reading answers.
+        let tally = Arc::new(Tally::default());
+        let killer = tokio::spawn({
+            let (tally, killer) = (Arc::clone(&tally), server.killer());
+            async move {
+                let busy = async {
+                    loop {
+                        tally.ack.notified().await;
+                        if tally.acked.load(Ordering::SeqCst) >= ACKS_BEFORE_KILL
+                            && tally.in_flight.load(Ordering::SeqCst) >= CLIENTS as usize / 2
+                        {
+                            break;
+                        }
+                    }
+                };
+                let busy = tokio::time::timeout(Duration::from_secs(30), busy).await.is_ok();
+                tally.killed.store(true, Ordering::SeqCst);
+                killer.kill();
+                busy
+            }
+        });
+        let (tally, server_ref, shared) = (&*tally, &server, &shared);
+        let runs = join_all(clients.iter_mut().map(|client| client.run(server_ref, shared, tally))).await;
+        assert!(killer.await.unwrap(), "round {round}: the load never reached {ACKS_BEFORE_KILL} answers");
+        server.wait_killed().await;
+        let cut_off = runs.iter().filter(|(_, cut)| *cut).count();
         let this_round: usize = runs.iter().map(|(a, _)| a.len()).sum();
         acked.extend(runs.into_iter().flat_map(|(a, _)| a));
         let pending: Vec<&Request> = clients.iter().filter_map(|c| c.pending.as_ref()).collect();
         assert_eq!(pending.len(), CLIENTS as usize, "every client stopped at an unacknowledged request");
-        assert!(cut_off > 0, "round {round}: no request was in flight when the server was killed");
+        kills_in_flight += usize::from(cut_off > 0);
 
         // Restart on the same database; every unacknowledged request again, with its key.
         server.restart().await;
@@ -219,6 +253,7 @@ async fn keyed_commands_survive_kill_9_exactly_once(db: TestDatabase) {
             db.backend(),
             retried.len()
         );
+        committed_unanswered += replayed;
         acked.extend(retried);
     }
 
@@ -246,12 +281,14 @@ async fn keyed_commands_survive_kill_9_exactly_once(db: TestDatabase) {
         }
         assert!(effects.insert(a.request.effect.clone()), "two acknowledgements of {:?}", a.request.effect);
     }
+    let mut seen = BTreeSet::new();
+    let twice: Vec<&str> =
+        streams.values().flatten().filter_map(|e| e["data"]["sku"].as_str()).filter(|sku| !seen.insert(*sku)).collect();
+    assert!(twice.is_empty(), "these keys took effect twice: {twice:?}");
     let written: usize = streams.values().map(Vec::len).sum();
     assert_eq!(written, SHARED + effects.len(), "the streams hold exactly the shared orders and the keyed effects");
-    let skus: Vec<&str> = streams.values().flatten().filter_map(|e| e["data"]["sku"].as_str()).collect();
-    assert_eq!(skus.len(), skus.iter().collect::<BTreeSet<_>>().len(), "a key took effect twice");
     let retries = acked.iter().filter(|a| a.retried).count();
-    assert_eq!(retries, KILLS * CLIENTS as usize);
+    assert_eq!(retries, rounds * CLIENTS as usize);
 
     // Each key, sent again, replays its first answer byte for byte.
     let replays = futures::stream::iter(&acked)

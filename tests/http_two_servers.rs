@@ -468,6 +468,15 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
         holders.entry(server).or_default().insert(held[0].2);
         runs[server] += 1;
     }
+    // Only lease holders were ever seen moving a checkpoint.
+    let lease_pids: BTreeSet<i32> = holders.values().flatten().copied().collect();
+    assert!(!movers.is_empty(), "{samples} samples saw no checkpoint move");
+    for (pid, name) in &movers {
+        assert!(
+            lease_pids.contains(pid),
+            "{name}'s session {pid} moved a projector's checkpoint without holding a lease (leases: {holders:?})"
+        );
+    }
     for (server, name) in NAMES.iter().enumerate() {
         // One standby candidate per projector this server does not run, each trying again.
         let candidates = standby_candidates(&mut conn, name).await;
@@ -475,7 +484,8 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
         assert_eq!(
             candidates.len(),
             standby,
-            "{name} runs {} of {names:?}; its candidates: {candidates:?}",
+            "{name} holds the lease of {} of {names:?}, so it should be a standby trying for the others; \
+             its sessions trying for a lease: {candidates:?}",
             runs[server]
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -485,11 +495,6 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
-    let lease_pids: BTreeSet<i32> = holders.values().flatten().copied().collect();
-    assert!(!movers.is_empty(), "{samples} samples saw no checkpoint move");
-    for (pid, name) in &movers {
-        assert!(lease_pids.contains(pid), "{name}'s session {pid} moved a checkpoint without a lease ({holders:?})");
     }
     eprintln!("leases held by {holders:?} ({NAMES:?}); checkpoint moved by {movers:?} in {samples} samples");
 

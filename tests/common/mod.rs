@@ -7,6 +7,7 @@ use ordo_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -16,8 +17,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// A running `ordo serve`.
 pub struct Server {
-    /// Behind a lock so that [`Server::kill`] works while clients share the server.
-    child: std::sync::Mutex<Child>,
+    /// Shared with [`Killer`]s, so that a kill works while clients share the server.
+    child: Arc<Mutex<Child>>,
     /// The database URL and extra environment it was started with, to start it again.
     url: String,
     env: Vec<(String, String)>,
@@ -45,19 +46,24 @@ impl Server {
         let env: Vec<(String, String)> = env.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
         let (child, base) = spawn(url, &env).await;
         let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
-        Server { child: std::sync::Mutex::new(child), url: url.to_owned(), env, base, client }
+        Server { child: Arc::new(Mutex::new(child)), url: url.to_owned(), env, base, client }
     }
 
     /// Kills the process with SIGKILL — no shutdown of any kind — and waits until it
-    /// is gone. Panics if it had already exited on its own. Clients may be sending
-    /// requests meanwhile: theirs fail from here on.
+    /// is gone. Clients may be sending requests meanwhile: theirs fail from here on.
     pub async fn kill(&self) {
+        self.killer().kill();
+        self.wait_killed().await;
+    }
+
+    /// A handle that SIGKILLs this process from any task or thread.
+    pub fn killer(&self) -> Killer {
+        Killer { child: Arc::clone(&self.child) }
+    }
+
+    /// Waits until the process is gone, and asserts that SIGKILL ended it.
+    pub async fn wait_killed(&self) {
         use std::os::unix::process::ExitStatusExt;
-        {
-            let mut child = self.child.lock().unwrap();
-            assert!(child.try_wait().expect("the status is readable").is_none(), "the server exited before the kill");
-            child.start_kill().expect("SIGKILL is sent");
-        }
         let status = eventually("the killed server to be gone", Duration::from_secs(30), || async {
             self.child.lock().unwrap().try_wait().expect("the status is readable")
         })
@@ -68,10 +74,10 @@ impl Server {
     /// Starts the server again on the same database with the same settings, after
     /// [`Server::kill`]. It listens on a new port: `base` (and so `url`) follows it.
     pub async fn restart(&mut self) {
-        let child = self.child.get_mut().unwrap();
-        assert!(child.try_wait().expect("the status is readable").is_some(), "restart needs a dead server");
+        let exited = self.child.lock().unwrap().try_wait().expect("the status is readable");
+        assert!(exited.is_some(), "restart needs a dead server");
         let (child, base) = spawn(&self.url, &self.env).await;
-        self.child = std::sync::Mutex::new(child);
+        self.child = Arc::new(Mutex::new(child));
         self.base = base;
     }
 
@@ -136,14 +142,29 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (at most 30 s) for the server to exit; its exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(self) -> std::process::ExitStatus {
         let pid = self.pid().to_string();
         let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(sent.success());
-        tokio::time::timeout(Duration::from_secs(30), self.child.get_mut().unwrap().wait())
-            .await
-            .expect("the server exits within 30 s of SIGTERM")
-            .expect("the exit status is readable")
+        eventually("the server to exit after SIGTERM", Duration::from_secs(30), || async {
+            self.child.lock().unwrap().try_wait().expect("the exit status is readable")
+        })
+        .await
+    }
+}
+
+/// Kills a [`Server`]'s process from anywhere (see [`Server::killer`]).
+#[derive(Clone)]
+pub struct Killer {
+    child: Arc<Mutex<Child>>,
+}
+
+impl Killer {
+    /// Sends SIGKILL at once; panics if the process had already exited on its own.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        assert!(child.try_wait().expect("the status is readable").is_none(), "the server exited before the kill");
+        child.start_kill().expect("SIGKILL is sent");
     }
 }
 
@@ -221,11 +242,25 @@ impl Rng {
 }
 
 /// A whole answer: status, headers and body bytes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Reply {
+    /// The status, the headers a test looks at, and the body as text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut reply = f.debug_struct("Reply");
+        reply.field("status", &self.status);
+        for name in ["etag", "location", "idempotent-replayed", "retry-after"] {
+            if let Some(value) = self.header(name) {
+                reply.field(name, &value);
+            }
+        }
+        reply.field("body", &self.text()).finish()
+    }
 }
 
 impl Reply {
