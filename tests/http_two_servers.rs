@@ -16,8 +16,9 @@
 //! And that the order projector runs on exactly one of the two servers: one session
 //! holds its lease (a session-level advisory lock), the other server keeps trying for
 //! it (its candidate session's last statement is the lock attempt, repeated, and it
-//! holds nothing), only the lease holder is ever seen moving the checkpoint while the
-//! load runs, and both servers' read models reach every order's last version.
+//! holds nothing), only the lease holder's session ever moved the checkpoint (a
+//! trigger in the test database logs each move with the session that made it), and
+//! both servers' read models reach every order's last version.
 //! `GET /projections` cannot tell the two apart: a standby reports the state the
 //! checkpoint row holds, which the holder wrote (`running`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
@@ -31,8 +32,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -260,22 +259,29 @@ fn lease_lock(name: &str) -> (i64, i64) {
     ((hash >> 32) as i64, (hash & 0xffff_ffff) as i64)
 }
 
-/// Polls `pg_stat_activity` until `stop`: every session seen moving a projector's
-/// checkpoint (pid, application name), and how many samples were taken.
-async fn checkpoint_movers(url: String, stop: Arc<AtomicBool>) -> (BTreeSet<(i32, String)>, u64) {
-    let mut conn = PgConnection::connect(&url).await.unwrap();
-    let mut movers = BTreeSet::new();
-    let mut samples = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let sql = "SELECT pid, application_name FROM pg_stat_activity \
-                   WHERE datname = current_database() AND query LIKE 'UPDATE projection_checkpoints SET position%'";
-        let rows: Vec<(i32, String)> = sqlx::query_as(sql).fetch_all(&mut conn).await.unwrap();
-        movers.extend(rows);
-        samples += 1;
-        // A polling cadence, not a synchronization: the load runs meanwhile.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// Has the test database log every move of a projector's checkpoint with the
+/// session that made it (pid, application name): a trigger on the checkpoint table,
+/// whose log row commits or rolls back with the move.
+async fn log_checkpoint_moves(conn: &mut PgConnection) {
+    let statements = [
+        "CREATE TABLE e2e_checkpoint_moves (pid INT NOT NULL, app TEXT NOT NULL, name TEXT NOT NULL)",
+        "CREATE FUNCTION e2e_log_checkpoint_move() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.position IS DISTINCT FROM OLD.position THEN \
+             INSERT INTO e2e_checkpoint_moves VALUES (pg_backend_pid(), current_setting('application_name'), NEW.name); \
+           END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER e2e_log_checkpoint_move AFTER UPDATE ON projection_checkpoints \
+           FOR EACH ROW EXECUTE FUNCTION e2e_log_checkpoint_move()",
+    ];
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *conn).await.unwrap();
     }
-    (movers, samples)
+}
+
+/// The sessions that moved a checkpoint, per projector: (name, pid, application name)
+/// and how many moves each made.
+async fn checkpoint_movers(conn: &mut PgConnection) -> Vec<(String, i32, String, i64)> {
+    let sql = "SELECT name, pid, app, count(*) FROM e2e_checkpoint_moves GROUP BY name, pid, app ORDER BY name, pid";
+    sqlx::query_as(sql).fetch_all(conn).await.unwrap()
 }
 
 /// Sessions of the two servers that hold an advisory lock in the test database:
@@ -306,8 +312,8 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
     let (a, b) =
         join(Server::start_on(&url_named(&db, NAMES[0]), &[]), Server::start_on(&url_named(&db, NAMES[1]), &[])).await;
     let servers = &[a, b];
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(checkpoint_movers(url_named(&db, "ordo-e2e-test"), Arc::clone(&stop)));
+    let mut conn = PgConnection::connect(&url_named(&db, "ordo-e2e-test")).await.unwrap();
+    log_checkpoint_moves(&mut conn).await;
 
     // Each order is created with a first item (so it can be placed), through either server.
     let ids: Vec<String> = join_all((0..ORDERS).map(|o| async move {
@@ -333,8 +339,6 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
     .into_iter()
     .flatten()
     .collect();
-    stop.store(true, Ordering::Relaxed);
-    let (movers, samples) = sampler.await.unwrap();
 
     // Answers: successes, or the refusals a race brings.
     for one in &sent {
@@ -452,7 +456,6 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
     }
 
     // Each projector runs on exactly one server.
-    let mut conn = PgConnection::connect(&url_named(&db, "ordo-e2e-test")).await.unwrap();
     let projections = servers[0].get("/projections").await.json();
     let names: Vec<String> =
         projections.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
@@ -468,14 +471,22 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
         holders.entry(server).or_default().insert(held[0].2);
         runs[server] += 1;
     }
-    // Only lease holders were ever seen moving a checkpoint.
-    let lease_pids: BTreeSet<i32> = holders.values().flatten().copied().collect();
-    assert!(!movers.is_empty(), "{samples} samples saw no checkpoint move");
-    for (pid, name) in &movers {
-        assert!(
-            lease_pids.contains(pid),
-            "{name}'s session {pid} moved a projector's checkpoint without holding a lease (leases: {holders:?})"
-        );
+    // Only the lease holder of a projector ever moved its checkpoint.
+    let movers = checkpoint_movers(&mut conn).await;
+    for name in &names {
+        let moved: Vec<_> = movers.iter().filter(|m| m.0 == *name).collect();
+        assert!(!moved.is_empty(), "{name}'s checkpoint never moved");
+        let holder = locks.iter().find(|l| (l.0, l.1) == lease_lock(name)).unwrap();
+        for (_, pid, app, moves) in moved {
+            assert_eq!(
+                (*pid, app),
+                (holder.2, &holder.3),
+                "{app}'s session {pid} moved {name}'s checkpoint {moves} times without its lease \
+                 (held by {}'s session {})",
+                holder.3,
+                holder.2
+            );
+        }
     }
     for (server, name) in NAMES.iter().enumerate() {
         // One standby candidate per projector this server does not run, each trying again.
@@ -496,7 +507,7 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
             }
         }
     }
-    eprintln!("leases held by {holders:?} ({NAMES:?}); checkpoint moved by {movers:?} in {samples} samples");
+    eprintln!("leases held by {holders:?} ({NAMES:?}); checkpoint moves (name, pid, application, moves): {movers:?}");
 
     // GET /projections: caught up on both (a standby reports the checkpoint row's state).
     for server in servers {
