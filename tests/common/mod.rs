@@ -1,11 +1,13 @@
 //! Shared by the end-to-end tests: the real `ordo` binary serving on a random port
-//! against a test database, killed when dropped, and a few HTTP helpers.
+//! against a test database, killed when dropped (or on demand, with SIGKILL, and
+//! started again on the same database), and a few HTTP helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // not every test uses every helper
 
 use ordo_store::testing::TestDatabase;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -15,7 +17,12 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// A running `ordo serve`.
 pub struct Server {
-    child: Child,
+    /// Shared with [`Killer`]s, so that a kill works while clients share the server.
+    child: Arc<Mutex<Child>>,
+    /// The database URL and extra environment it was started with, to start it again.
+    url: String,
+    env: Vec<(String, String)>,
+    /// `http://ADDRESS` of the current process (a restart listens on a new port).
     pub base: String,
     pub client: reqwest::Client,
 }
@@ -30,32 +37,48 @@ impl Server {
 
     /// Starts a server on `db` with these extra environment variables.
     pub async fn start_with(db: &TestDatabase, env: &[(&str, &str)]) -> Server {
-        let log = if std::env::var_os("ORDO_TEST_SERVER_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
-        command
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("DATABASE_URL", db.url())
-            .env("RUST_LOG", "warn")
-            .env_remove("ORDO_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("the ordo binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the server says where it listens within 60 s")
-            .expect("stdout is readable")
-            .expect("the server printed a line before exiting");
-        let address = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        // Keep draining stdout so that the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self::start_on(db.url(), env).await
+    }
+
+    /// Starts a server on the database at `url` (a test database's URL, perhaps with
+    /// connection parameters such as PostgreSQL's `application_name`).
+    pub async fn start_on(url: &str, env: &[(&str, &str)]) -> Server {
+        let env: Vec<(String, String)> = env.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        let (child, base) = spawn(url, &env).await;
         let client = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
-        Server { child, base: format!("http://{address}"), client }
+        Server { child: Arc::new(Mutex::new(child)), url: url.to_owned(), env, base, client }
+    }
+
+    /// Kills the process with SIGKILL — no shutdown of any kind — and waits until it
+    /// is gone. Clients may be sending requests meanwhile: theirs fail from here on.
+    pub async fn kill(&self) {
+        self.killer().kill();
+        self.wait_killed().await;
+    }
+
+    /// A handle that SIGKILLs this process from any task or thread.
+    pub fn killer(&self) -> Killer {
+        Killer { child: Arc::clone(&self.child) }
+    }
+
+    /// Waits until the process is gone, and asserts that SIGKILL ended it.
+    pub async fn wait_killed(&self) {
+        use std::os::unix::process::ExitStatusExt;
+        let status = eventually("the killed server to be gone", Duration::from_secs(30), || async {
+            self.child.lock().unwrap().try_wait().expect("the status is readable")
+        })
+        .await;
+        assert_eq!(status.signal(), Some(9), "the server died of SIGKILL: {status}");
+    }
+
+    /// Starts the server again on the same database with the same settings, after
+    /// [`Server::kill`]. It listens on a new port: `base` (and so `url`) follows it.
+    pub async fn restart(&mut self) {
+        let exited = self.child.lock().unwrap().try_wait().expect("the status is readable");
+        assert!(exited.is_some(), "restart needs a dead server");
+        let (child, base) = spawn(&self.url, &self.env).await;
+        self.child = Arc::new(Mutex::new(child));
+        self.base = base;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -69,6 +92,18 @@ impl Server {
 
     /// Sends `body` as JSON with `headers`, and reads the whole answer.
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Reply {
+        self.try_send(method, path, body, headers).await.expect("the server answers")
+    }
+
+    /// Like [`Server::send`], but a request that gets no whole answer (the server is
+    /// dead, or died while answering) is an `Err` rather than a panic.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, reqwest::Error> {
         let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.header("content-type", "application/json").body(body.to_string());
@@ -76,7 +111,7 @@ impl Server {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        Reply::read(request.send().await.expect("the server answers")).await
+        Reply::try_read(request.send().await?).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
@@ -94,37 +129,150 @@ impl Server {
         reply.json()["order_id"].as_str().expect("order_id").to_owned()
     }
 
+    /// The raw event stream of order `id`, oldest first (`GET /orders/{id}/events`).
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let reply = self.get(&format!("/orders/{id}/events")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json().as_array().expect("an array of events").clone()
+    }
+
     /// The process id, for signals.
     pub fn pid(&self) -> u32 {
-        self.child.id().expect("the server is running")
+        self.child.lock().unwrap().id().expect("the server is running")
     }
 
     /// Sends SIGTERM and waits (at most 30 s) for the server to exit; its exit status.
-    pub async fn terminate(mut self) -> std::process::ExitStatus {
+    pub async fn terminate(self) -> std::process::ExitStatus {
         let pid = self.pid().to_string();
         let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
         assert!(sent.success());
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("the server exits within 30 s of SIGTERM")
-            .expect("the exit status is readable")
+        eventually("the server to exit after SIGTERM", Duration::from_secs(30), || async {
+            self.child.lock().unwrap().try_wait().expect("the exit status is readable")
+        })
+        .await
+    }
+}
+
+/// Kills a [`Server`]'s process from anywhere (see [`Server::killer`]).
+#[derive(Clone)]
+pub struct Killer {
+    child: Arc<Mutex<Child>>,
+}
+
+impl Killer {
+    /// Sends SIGKILL at once; panics if the process had already exited on its own.
+    pub fn kill(&self) {
+        let mut child = self.child.lock().unwrap();
+        assert!(child.try_wait().expect("the status is readable").is_none(), "the server exited before the kill");
+        child.start_kill().expect("SIGKILL is sent");
+    }
+}
+
+/// Spawns `ordo serve` on `url` and waits for the address it listens on.
+async fn spawn(url: &str, env: &[(String, String)]) -> (Child, String) {
+    let log = if std::env::var_os("ORDO_TEST_SERVER_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ordo"));
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .env_remove("ORDO_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("the ordo binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .expect("the server says where it listens within 60 s")
+        .expect("stdout is readable")
+        .expect("the server printed a line before exiting");
+    let address = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let base = format!("http://{address}");
+    // Keep draining stdout so that the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}
+
+/// A small deterministic random source (SplitMix64) for a test's choices: seed it
+/// from [`Rng::seed`], print the seed, and a failing run's choices can be replayed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// A seed from `ORDO_TEST_SEED`, or from the clock.
+    pub fn seed() -> u64 {
+        match std::env::var("ORDO_TEST_SEED") {
+            Ok(seed) => seed.parse().expect("ORDO_TEST_SEED is a number"),
+            Err(_) => {
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+            }
+        }
+    }
+
+    /// An independent stream of choices for participant `n` of a test.
+    pub fn fork(&self, n: u64) -> Self {
+        Self(self.0 ^ n.wrapping_add(1).wrapping_mul(0xa076_1d64_78bd_642f))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    pub fn coin(&mut self) -> bool {
+        self.next_u64() & 1 == 1
     }
 }
 
 /// A whole answer: status, headers and body bytes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub body: Vec<u8>,
 }
 
+impl std::fmt::Debug for Reply {
+    /// The status, the headers a test looks at, and the body as text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut reply = f.debug_struct("Reply");
+        reply.field("status", &self.status);
+        for name in ["etag", "location", "idempotent-replayed", "retry-after"] {
+            if let Some(value) = self.header(name) {
+                reply.field(name, &value);
+            }
+        }
+        reply.field("body", &self.text()).finish()
+    }
+}
+
 impl Reply {
     pub async fn read(response: reqwest::Response) -> Reply {
+        Self::try_read(response).await.expect("the body is readable")
+    }
+
+    pub async fn try_read(response: reqwest::Response) -> Result<Reply, reqwest::Error> {
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.expect("the body is readable").to_vec();
-        Reply { status, headers, body }
+        let body = response.bytes().await?.to_vec();
+        Ok(Reply { status, headers, body })
     }
 
     pub fn text(&self) -> String {

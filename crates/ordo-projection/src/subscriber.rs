@@ -97,13 +97,16 @@ async fn apply_batch(
 /// Creates the projector's live tables (with their indexes) and checkpoint row if
 /// they are missing. A table that exists is left alone: after a rebuild its indexes
 /// carry the names they were built under. Tables created here have the shape of the
-/// projector's current [`Projector::version`], which is recorded with them.
+/// projector's current [`Projector::version`], which is recorded with them. One
+/// process at a time: two nodes starting together on a fresh database would both find
+/// a table missing and both create it.
 pub(crate) async fn prepare_projector(db: &ReadDb, projector: &Arc<dyn Projector>) -> Result<(), ProjectionError> {
     let name = projector.name();
     let tables = projector.tables();
     let version = projector.version();
     db.transaction(move |mut tx| {
         Box::pin(async move {
+            tx.serialize_on("ordo-schema").await?;
             let mut created = 0;
             for table in &tables {
                 if tx.table_exists(table.name).await? {
