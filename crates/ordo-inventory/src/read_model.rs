@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use ordo_core::{decode_event, Aggregate};
-use ordo_projection::{Column, ProjectionError, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables};
+use ordo_projection::{Column, ProjectionError, Projector, ProjectorTx, ReadDb, SqlValue, TableDef};
 use ordo_store::{EventFilter, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -88,13 +88,8 @@ impl Projector for StockLevelProjector {
         true // one row per SKU, from that SKU's events alone
     }
 
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        let table = tables.get(STOCK_LEVELS);
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let table = tx.table(STOCK_LEVELS);
         let mut skus: Vec<String> = events.iter().filter_map(|e| sku_of(&e.stream_id)).map(str::to_owned).collect();
         skus.sort_unstable();
         skus.dedup();
@@ -136,14 +131,9 @@ impl Projector for StockLevelProjector {
         Ok(tx.upsert(table, "sku", &columns, Some("version")).await?)
     }
 
-    async fn forget_stream(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        stream: &StreamId,
-    ) -> Result<bool, ProjectionError> {
+    async fn forget_stream(&self, tx: &mut ProjectorTx<'_, '_>, stream: &StreamId) -> Result<bool, ProjectionError> {
         let Some(sku) = sku_of(stream) else { return Ok(true) };
-        let sql = format!("DELETE FROM {} WHERE sku = $1", tables.get(STOCK_LEVELS));
+        let sql = format!("DELETE FROM {} WHERE sku = $1", tx.table(STOCK_LEVELS));
         tx.execute(&sql, &[sku.into()]).await?;
         Ok(true)
     }

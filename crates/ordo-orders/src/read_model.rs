@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ordo_core::{decode_event, Aggregate};
 use ordo_projection::{
-    Column, ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, SqlValue, TableDef, Tables,
+    Column, ProjectionError, ProjectionRuntime, Projector, ProjectorTx, ReadDb, ReadModelTx, SqlValue, TableDef,
 };
 use ordo_store::{EventFilter, Position, RecordedEvent, StreamId};
 use serde::{Deserialize, Serialize};
@@ -197,13 +197,8 @@ impl Projector for OrderSummaryProjector {
         true // one row per order, from that order's events alone
     }
 
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        let table = tables.get(ORDER_SUMMARIES);
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let table = tx.table(ORDER_SUMMARIES);
         // Orders whose first event here is their creation have no row yet (the
         // upsert below never moves a row backwards, should one exist after all):
         // only the others are loaded.
@@ -273,14 +268,9 @@ impl Projector for OrderSummaryProjector {
         upsert(tx, table, &summaries).await
     }
 
-    async fn forget_stream(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        stream: &StreamId,
-    ) -> Result<bool, ProjectionError> {
+    async fn forget_stream(&self, tx: &mut ProjectorTx<'_, '_>, stream: &StreamId) -> Result<bool, ProjectionError> {
         let Some(id) = order_id_of(stream) else { return Ok(true) };
-        let sql = format!("DELETE FROM {} WHERE order_id = $1", tables.get(ORDER_SUMMARIES));
+        let sql = format!("DELETE FROM {} WHERE order_id = $1", tx.table(ORDER_SUMMARIES));
         tx.execute(&sql, &[id.into()]).await?;
         Ok(true)
     }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use ordo_projection::{
-    ProjectionError, ProjectionRuntime, Projector, ProjectorState, ReadModelTx, RunnerConfig, TableDef, Tables,
+    ProjectionError, ProjectionRuntime, Projector, ProjectorState, ProjectorTx, RunnerConfig, TableDef,
 };
 use ordo_store::testing::{backend_test, eventually, TestDatabase};
 use ordo_store::{AppendRequest, EventFilter, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
@@ -33,19 +33,11 @@ impl Projector for Tally {
             indexes: &[],
         }]
     }
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        // No ON CONFLICT: a second application of an event fails loudly.
+        let sql = format!("INSERT INTO {} (position) VALUES ($1)", tx.table("tally"));
         for e in events {
-            // No ON CONFLICT: a second application of an event fails loudly.
-            tx.execute(
-                &format!("INSERT INTO {} (position) VALUES ($1)", tables.get("tally")),
-                &[(e.position as i64).into()],
-            )
-            .await?;
+            tx.execute(&sql, &[(e.position as i64).into()]).await?;
         }
         self.0.fetch_add(events.len(), Ordering::SeqCst);
         Ok(())

@@ -20,7 +20,7 @@ mod subscriber;
 pub use error::ProjectionError;
 // The read-model seam, re-exported: what a projector writes and queries through.
 pub use ordo_store::{Column, ReadDb, ReadModelError, ReadModelTx, ReadRow, SqlValue};
-pub use projector::{Projector, TableDef, Tables};
+pub use projector::{Projector, ProjectorTx, TableDef, Tables};
 pub use reactor::{ReactionError, Reactor, StartFrom};
 pub use rebuild::RebuildProgress;
 pub use runner::{ProjectionRuntime, RunnerConfig};

@@ -1,9 +1,10 @@
 //! What a projector is: a name, the events it wants, the tables it owns, and how it
-//! applies a batch of events inside a read-model transaction.
+//! applies a batch of events inside a read-model transaction ([`ProjectorTx`]).
 
 use async_trait::async_trait;
 use ordo_store::{EventFilter, RecordedEvent, StreamId};
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 
 use crate::{ProjectionError, ReadModelTx};
 
@@ -50,6 +51,40 @@ impl Tables {
     }
 }
 
+/// A projector's batch: the read-model transaction its writes commit in (with the
+/// checkpoint), and where its tables are — the live ones, or a rebuild's shadow tables.
+/// It derefs to the [`ReadModelTx`], so `tx.execute(..)`, `tx.upsert(..)` and the
+/// dialect helpers work on it directly.
+pub struct ProjectorTx<'t, 'c> {
+    tx: &'t mut ReadModelTx<'c>,
+    tables: &'t Tables,
+}
+
+impl<'t, 'c> ProjectorTx<'t, 'c> {
+    pub(crate) fn new(tx: &'t mut ReadModelTx<'c>, tables: &'t Tables) -> Self {
+        Self { tx, tables }
+    }
+
+    /// The physical name of the projector's table `logical` in this batch.
+    pub fn table(&self, logical: &'static str) -> &'t str {
+        self.tables.get(logical)
+    }
+}
+
+impl<'c> Deref for ProjectorTx<'_, 'c> {
+    type Target = ReadModelTx<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        self.tx
+    }
+}
+
+impl DerefMut for ProjectorTx<'_, '_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.tx
+    }
+}
+
 /// Turns events into a read model. Implementations write only through the
 /// transaction they are given, so that their writes commit with the checkpoint.
 #[async_trait]
@@ -75,13 +110,8 @@ pub trait Projector: Send + Sync + 'static {
         1
     }
 
-    /// Applies `events` (in global order, never empty) to the tables in `tables`.
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError>;
+    /// Applies `events` (in global order, never empty) to its tables (`tx.table(..)`).
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
 
     /// Whether each stream's rows depend only on that stream's events, so that a
     /// rebuild may apply different streams side by side (default: no).
@@ -91,13 +121,8 @@ pub trait Projector: Send + Sync + 'static {
 
     /// Deletes what the read model holds for `stream`, for a one-stream rebuild.
     /// Returns `false` if the read model is not keyed by stream (the default).
-    async fn forget_stream(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        stream: &StreamId,
-    ) -> Result<bool, ProjectionError> {
-        let _ = (tx, tables, stream);
+    async fn forget_stream(&self, tx: &mut ProjectorTx<'_, '_>, stream: &StreamId) -> Result<bool, ProjectionError> {
+        let _ = (tx, stream);
         Ok(false)
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::checkpoint;
 use crate::subscriber::prepare_projector;
-use crate::{ProjectionError, ProjectionRuntime, Projector, TableDef, Tables};
+use crate::{ProjectionError, ProjectionRuntime, Projector, ProjectorTx, TableDef, Tables};
 
 /// How far a rebuild has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ impl ProjectionRuntime {
                 db.transaction(move |mut tx| {
                     Box::pin(async move {
                         if !events.is_empty() {
-                            projector.apply(&mut tx, &shadow, &events).await?;
+                            projector.apply(&mut ProjectorTx::new(&mut tx, &shadow), &events).await?;
                         }
                         if lane == 0 {
                             checkpoint::rebuild_progress(&mut tx, projector.name(), &owner, done, total).await?;
@@ -145,13 +145,13 @@ impl ProjectionRuntime {
                     let name = projector.name();
                     let tables = Tables::live(&projector.tables());
                     // Rows, then the checkpoint: the runner's lock order.
-                    if !projector.forget_stream(&mut tx, &tables, &stream).await? {
+                    if !projector.forget_stream(&mut ProjectorTx::new(&mut tx, &tables), &stream).await? {
                         return Err(ProjectionError::NotKeyedByStream { projector: name.to_owned() });
                     }
                     let up_to = checkpoint::load_in(&mut tx, name).await?.position;
                     let events = stream_events(&*store, &stream, &projector.filter(), up_to).await?;
                     if !events.is_empty() {
-                        projector.apply(&mut tx, &tables, &events).await?;
+                        projector.apply(&mut ProjectorTx::new(&mut tx, &tables), &events).await?;
                     }
                     Ok(events.len())
                 })
@@ -261,7 +261,7 @@ async fn swap(db: &ReadDb, store: Arc<dyn ordo_store::EventStore>, swap: Swap) -
                 let Some(last) = events.last() else { break };
                 position = last.position;
                 applied += events.len() as u64;
-                swap.projector.apply(&mut tx, &swap.shadow, &events).await?;
+                swap.projector.apply(&mut ProjectorTx::new(&mut tx, &swap.shadow), &events).await?;
                 if events.len() < swap.batch {
                     break;
                 }

@@ -7,7 +7,7 @@ use ordo_store::{EventFilter, EventStore, Lease, Position, ReadDb, RecordedEvent
 use std::sync::Arc;
 
 use crate::reactor::react_batch;
-use crate::{checkpoint, ProjectionError, Projector, Reactor, StartFrom, TableDef, Tables};
+use crate::{checkpoint, ProjectionError, Projector, ProjectorTx, Reactor, StartFrom, TableDef, Tables};
 
 /// A projector or a reactor, as the runtime holds it.
 #[derive(Clone)]
@@ -86,7 +86,7 @@ async fn apply_batch(
         .transaction(move |mut tx| {
             Box::pin(async move {
                 // Writes first, then the checkpoint: the same lock order as a rebuild's swap.
-                projector.apply(&mut tx, &tables, &events).await?;
+                projector.apply(&mut ProjectorTx::new(&mut tx, &tables), &events).await?;
                 checkpoint::advance(&mut tx, projector.name(), from, to).await?;
                 Ok(to)
             })

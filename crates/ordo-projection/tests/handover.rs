@@ -18,7 +18,7 @@
 
 use async_trait::async_trait;
 use ordo_projection::{
-    ProjectionError, ProjectionRuntime, Projector, ProjectorState, ReadModelTx, RunnerConfig, TableDef, Tables,
+    ProjectionError, ProjectionRuntime, Projector, ProjectorState, ProjectorTx, RunnerConfig, TableDef,
 };
 use ordo_store::testing::{backend_test, eventually, TestDatabase};
 use ordo_store::{
@@ -64,13 +64,8 @@ impl Projector for Rows {
             indexes: &[],
         }]
     }
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        let sql = format!("INSERT INTO {} (position, node) VALUES ($1, $2)", tables.get("handover"));
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let sql = format!("INSERT INTO {} (position, node) VALUES ($1, $2)", tx.table("handover"));
         for e in events {
             tx.execute(&sql, &[(e.position as i64).into(), self.node.as_str().into()]).await?;
             if self.node == HOLDER && e.data["stall"] == json!(true) {

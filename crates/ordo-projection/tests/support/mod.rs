@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use ordo_projection::{
-    ProjectionError, ProjectionRuntime, Projector, ReadDb, ReadModelTx, RebuildProgress, RunnerConfig, TableDef, Tables,
+    ProjectionError, ProjectionRuntime, Projector, ProjectorTx, ReadDb, RebuildProgress, RunnerConfig, TableDef,
 };
 use ordo_store::testing::TestDatabase;
 use ordo_store::{
@@ -55,13 +55,8 @@ impl Projector for Counter {
         }]
     }
 
-    async fn apply(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
-        let table = tables.get(COUNTS);
+    async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+        let table = tx.table(COUNTS);
         let sql = format!(
             "INSERT INTO {table} (stream_id, n) VALUES ($1, 1) ON CONFLICT (stream_id) DO UPDATE SET n = {table}.n + 1"
         );
@@ -83,13 +78,8 @@ impl Projector for Counter {
         true // one row per stream, from that stream's events alone
     }
 
-    async fn forget_stream(
-        &self,
-        tx: &mut ReadModelTx<'_>,
-        tables: &Tables,
-        stream: &StreamId,
-    ) -> Result<bool, ProjectionError> {
-        let sql = format!("DELETE FROM {} WHERE stream_id = $1", tables.get(COUNTS));
+    async fn forget_stream(&self, tx: &mut ProjectorTx<'_, '_>, stream: &StreamId) -> Result<bool, ProjectionError> {
+        let sql = format!("DELETE FROM {} WHERE stream_id = $1", tx.table(COUNTS));
         tx.execute(&sql, &[stream.as_str().into()]).await?;
         Ok(true)
     }
