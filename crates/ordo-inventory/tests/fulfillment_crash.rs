@@ -16,17 +16,13 @@
 mod support;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use ordo_core::{CommandHandler, HandlerConfig};
 use ordo_inventory::fulfillment::{self, OrderFulfillment};
 use ordo_inventory::StockEvent;
 use ordo_orders::OrderEvent;
 use ordo_projection::ProjectionRuntime;
-use ordo_store::testing::{backend_test, eventually, settle, TestDatabase};
-use ordo_store::{
-    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
-    RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
-};
+use ordo_store::testing::{backend_test, eventually, settle, AppendHook, HookedStore, TestDatabase};
+use ordo_store::{AppendResult, EventStore, Position, StoreError, StreamId};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,73 +42,23 @@ fn say(line: &str) {
     out.flush().unwrap();
 }
 
-/// An event store that, after its n-th append has committed, says `PAUSED` and never
-/// answers again: the process is stuck between two commands of a reaction.
+/// After its n-th append has committed, says `PAUSED` and never answers again: the
+/// process is stuck between two commands of a reaction.
 struct PausingStore {
-    inner: Arc<dyn EventStore>,
     pause_after: Option<usize>,
     appended: AtomicUsize,
 }
 
 #[async_trait]
-impl EventStore for PausingStore {
-    fn backend(&self) -> Backend {
-        self.inner.backend()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
-        let result = self.inner.append(request).await?;
-        let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.pause_after == Some(n) {
-            say("PAUSED");
-            std::future::pending::<()>().await;
+impl AppendHook for PausingStore {
+    async fn after(&self, result: &Result<AppendResult, StoreError>) {
+        if result.is_ok() {
+            let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.pause_after == Some(n) {
+                say("PAUSED");
+                std::future::pending::<()>().await;
+            }
         }
-        Ok(result)
-    }
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: Version,
-        max: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_stream(stream, from, max).await
-    }
-    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn read_all(
-        &self,
-        after: Position,
-        max: usize,
-        filter: &EventFilter,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max, filter).await
-    }
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-    async fn count_after(&self, after: Position, filter: &EventFilter) -> Result<u64, StoreError> {
-        self.inner.count_after(after, filter).await
-    }
-    fn subscribe(&self) -> EventSignal {
-        self.inner.subscribe()
-    }
-    async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError> {
-        self.inner.record_outcome(record).await
-    }
-    async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError> {
-        self.inner.find_idempotency(scope, key).await
-    }
-    async fn purge_idempotency(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.purge_idempotency(now).await
-    }
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        self.inner.save_snapshot(snapshot).await
-    }
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
-        self.inner.load_snapshot(stream).await
     }
 }
 
@@ -127,7 +73,7 @@ async fn fulfillment_child() {
     let pause_after = std::env::var(PAUSE_AFTER).ok().map(|n| n.parse().unwrap());
     let database = ordo_store::open(&url).await.unwrap();
     let inner = Arc::clone(&database.store);
-    let pausing: Arc<dyn EventStore> = Arc::new(PausingStore { inner, pause_after, appended: AtomicUsize::new(0) });
+    let pausing = HookedStore::around(inner, PausingStore { pause_after, appended: AtomicUsize::new(0) });
     let orders = Arc::new(CommandHandler::new(Arc::clone(&pausing), HandlerConfig::default()));
     let stock = Arc::new(CommandHandler::new(pausing, HandlerConfig::default()));
     let process = Arc::new(OrderFulfillment::new(orders, stock));

@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 mod database;
+mod hooked;
 
 pub use database::{postgres_url, run, TestDatabase};
+pub use hooked::{AppendHook, HookedStore};
 /// Runs an `async fn name(db: TestDatabase)` on every backend (see `ordo-test-macros`).
 pub use ordo_test_macros::backend_test;
 
