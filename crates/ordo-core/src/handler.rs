@@ -24,8 +24,10 @@ use crate::{Aggregate, CommandError, CommandRequest, Committed, Expectation, Ide
 #[derive(Clone, Debug)]
 pub struct HandlerConfig {
     pub retry: RetryPolicy,
-    /// Save a snapshot each time a stream passes a multiple of this many events
-    /// (`None`: never).
+    /// Save a snapshot each time a stream passes a multiple of this many events, and
+    /// when a load of a stream at least this long had to replay more than a tenth of
+    /// it past its snapshot (`None`: never). Streams shorter than this load from their
+    /// events alone.
     pub snapshot_every: Option<u64>,
     /// How many aggregates the in-memory cache keeps (0: no cache).
     pub cache_capacity: usize,
@@ -384,7 +386,10 @@ impl<A: Aggregate> CommandHandler<A> {
     pub async fn load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
         let (from, state) = self.load_snapshot(stream).await?;
         let (version, state) = self.catch_up(stream, from, state).await?;
-        if self.config.snapshot_every.is_some_and(|every| version.saturating_sub(from) >= every) {
+        // A long stream's loads stay cheap only if its snapshot stays close to its head,
+        // also where no cache holds it (a new process, many nodes).
+        let replayed = version.saturating_sub(from);
+        if self.config.snapshot_every.is_some_and(|every| version >= every && replayed > (every / 10).max(1)) {
             self.save_snapshot(stream, version, &state);
         }
         Ok((version, state))

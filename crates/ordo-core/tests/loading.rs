@@ -40,6 +40,31 @@ async fn long_streams_load_from_a_snapshot(db: TestDatabase) {
     assert_eq!(loaded.reserved, 519 + 4, "the load started from the snapshot at 21 (the truth is 24)");
 }
 
+/// A process with no cache of a long stream (a new node, say) finds its snapshot far
+/// behind: its load saves a new one, so that the next cold load replays little.
+#[backend_test]
+async fn a_cold_load_far_past_the_snapshot_saves_a_new_one(db: TestDatabase) {
+    let store = db.store().await;
+    let config = HandlerConfig { snapshot_every: Some(100), ..HandlerConfig::default() };
+    let warm = node(&store, config.clone());
+    warm.handle(CommandRequest::new("l3", open(1_000))).await.unwrap();
+    for _ in 0..150 {
+        warm.handle(CommandRequest::new("l3", reserve(1))).await.unwrap();
+    }
+    let s = stream("l3");
+    // The warm node's cache served it: its one snapshot is the one at 100.
+    eventually(Duration::from_secs(20), "the snapshot at version 100 is saved", || async {
+        store.load_snapshot(&s).await.unwrap().is_some_and(|snapshot| snapshot.version == 100)
+    })
+    .await;
+    let (version, _) = node(&store, config).load(&s).await.unwrap();
+    assert_eq!(version, 151);
+    eventually(Duration::from_secs(20), "the cold load, 51 events past it, saves one at the head", || async {
+        store.load_snapshot(&s).await.unwrap().is_some_and(|snapshot| snapshot.version == 151)
+    })
+    .await;
+}
+
 #[backend_test]
 async fn a_snapshot_of_an_older_state_schema_is_ignored(db: TestDatabase) {
     let store = db.store().await;
