@@ -4,6 +4,8 @@
 //! the decision by an optimistic append, retrying with backoff and jitter when another
 //! writer got there first, and making keyed commands take effect at most once.
 
+#![warn(missing_docs)]
+
 mod aggregate;
 mod cache;
 mod codec;

@@ -74,7 +74,11 @@ pub(crate) struct Inner {
     shutdown: watch::Sender<bool>,
 }
 
-/// Runs projectors and reactors, reports on them, and rebuilds read models.
+/// Runs projectors and reactors, reports on them, and rebuilds read models. Clones
+/// share the runners. See [`Projector`] for a runtime at work.
+///
+/// Many processes may open a runtime on one database: each projector runs in one of
+/// them at a time (under its lease), and the others stand by.
 #[derive(Clone)]
 pub struct ProjectionRuntime {
     pub(crate) inner: Arc<Inner>,

@@ -1,5 +1,5 @@
 //! The SQLite backend: the embedded default. One writer task owns the write
-//! connection (see [`writer`]); reads use a pool of their own, which WAL lets run
+//! connection (the private `writer` module); reads use a pool of their own, which WAL lets run
 //! beside the writer. Rowid order is commit order, because SQLite has one writer.
 
 #[cfg(feature = "baseline")]
