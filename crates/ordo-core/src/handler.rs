@@ -32,7 +32,8 @@ pub struct HandlerConfig {
     pub cache_capacity: usize,
     /// How many lock stripes serialize commands per aggregate within the process.
     pub lock_stripes: usize,
-    /// How long an idempotency record is kept.
+    /// How long an idempotency record is kept at least: it expires then, and goes at
+    /// the next purge ([`spawn_idempotency_purge`](crate::spawn_idempotency_purge)).
     pub idempotency_retention: Duration,
 }
 
@@ -127,10 +128,10 @@ enum Attempt<A: Aggregate> {
 
 /// Runs commands against aggregates of type `A` on an event store.
 ///
-/// One handler per aggregate type and process: it keeps a cache of recently used
-/// aggregates and takes commands on one aggregate in turns. Share it (`Arc`) between
-/// tasks. Several processes may run handlers on one database; the optimistic append
-/// keeps them consistent.
+/// Make one per aggregate type and share it (`Arc`) between tasks: commands on one
+/// aggregate take turns within a handler, and its cache of recently used aggregates
+/// serves them. More handlers on one database, in this process or others, stay
+/// correct through the optimistic append, only with more conflicts to retry.
 ///
 /// ```
 /// # use ordo_core::{Aggregate, DomainEvent, RejectionKind};

@@ -75,7 +75,8 @@ pub enum StoreError {
     /// A database URL of an unknown scheme, or one its backend cannot parse.
     #[error("invalid database URL {url:?}: {reason}")]
     InvalidDatabaseUrl {
-        /// The URL, or the part of it that is safe to show.
+        /// The URL, or the part of it the message shows (PostgreSQL's with its
+        /// password masked).
         url: String,
         /// What is wrong with it.
         reason: String,

@@ -269,7 +269,8 @@ pub struct RecordedEvent {
     pub data: serde_json::Value,
     /// Correlation, causation and the like, as written.
     pub metadata: EventMetadata,
-    /// When the store recorded it (the appending process's clock).
+    /// When it was appended: by the appending process's clock on SQLite, the database
+    /// server's on PostgreSQL.
     pub recorded_at: DateTime<Utc>,
 }
 

@@ -106,8 +106,8 @@ pub struct IdempotencyRecord {
     pub fingerprint: String,
     /// The application's account of the outcome, replayed verbatim on a retry.
     pub outcome: serde_json::Value,
-    /// When the record may be purged ([`EventStore::purge_idempotency`]); a record
-    /// past it is no longer found.
+    /// When the record may be purged ([`EventStore::purge_idempotency`]). Until it is
+    /// purged it is found and holds its key, expired or not.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -264,7 +264,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// (a deterministic rejection). Fails with `IdempotencyKeyExists` if the key is taken.
     async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError>;
 
-    /// The live (unexpired) record for a key, if any.
+    /// The record for a key, if any: until it is purged, expired or not (the key is
+    /// taken until then, too).
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError>;
 
     /// Deletes records that expired before `now`; returns how many.

@@ -198,7 +198,10 @@ impl ReadModelTx<'_> {
 
     /// Inserts rows, or updates the row with the same `key` — only where the new
     /// row's `newer_by` column is greater, if given, so that a row never moves
-    /// backwards. Every column must have one value per row.
+    /// backwards. Every column must have one value per row. `table`, `key`,
+    /// `newer_by` and the column names go into the SQL as they are: pass
+    /// identifiers of your own, never input. `key` must be the table's primary key
+    /// or carry a unique index.
     pub async fn upsert(
         &mut self,
         table: &str,
