@@ -9,21 +9,54 @@ use crate::{DomainEvent, UpcastError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
+    /// A domain event (or outcome) that does not serialize to the expected shape: an
+    /// object with a string `"type"` (see [`DomainEvent`]).
     #[error("does not serialize as expected: {0}")]
     Shape(String),
+    /// An old payload that the upcaster refused.
     #[error(transparent)]
     Upcast(#[from] UpcastError),
+    /// A stored payload that does not deserialize into the event type (after
+    /// upcasting).
     #[error("stored event {event_type} at {stream}@{version} does not decode: {source}")]
     Decode {
+        /// The stored type name.
         event_type: String,
+        /// The event's stream.
         stream: String,
+        /// The event's version in its stream.
         version: u64,
+        /// What serde said.
         #[source]
         source: serde_json::Error,
     },
 }
 
-/// A domain event as a new stored event (type name, current schema version, data).
+/// A domain event as a new stored event (type name, current schema version, data),
+/// with a fresh id and empty metadata.
+///
+/// ```
+/// use ordo_core::{decode_event, encode_event, DomainEvent};
+///
+/// #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+/// #[serde(tag = "type", content = "data")]
+/// enum Event {
+///     Renamed { name: String },
+/// }
+/// impl DomainEvent for Event {}
+///
+/// let new = encode_event(&Event::Renamed { name: "Ada".into() })?;
+/// assert_eq!(new.event_type, "Renamed");
+/// assert_eq!(new.data, serde_json::json!({"name": "Ada"}));
+/// # let stored = ordo_store::RecordedEvent {
+/// #     position: 1, stream_id: ordo_store::StreamId::new("person-1").unwrap(), version: 1,
+/// #     event_id: new.event_id, event_type: new.event_type, schema_version: new.schema_version,
+/// #     data: new.data, metadata: new.metadata, recorded_at: chrono::Utc::now(),
+/// # };
+/// // …and back, from what the store recorded:
+/// assert_eq!(decode_event::<Event>(&stored)?, Event::Renamed { name: "Ada".into() });
+/// # Ok::<(), ordo_core::CodecError>(())
+/// ```
 pub fn encode_event<E: DomainEvent>(event: &E) -> Result<NewEvent, CodecError> {
     let tagged = serde_json::to_value(event).map_err(|e| CodecError::Shape(e.to_string()))?;
     let Value::Object(mut fields) = tagged else {
@@ -37,7 +70,9 @@ pub fn encode_event<E: DomainEvent>(event: &E) -> Result<NewEvent, CodecError> {
     Ok(NewEvent::new(event_type, data).with_schema_version(schema_version))
 }
 
-/// A stored event as a domain event, upcast from its stored schema version first.
+/// A stored event as a domain event, upcast from its stored schema version first
+/// (when it differs from [`DomainEvent::schema_version`]). Fails with
+/// [`CodecError::Upcast`] or [`CodecError::Decode`]; never panics on a bad payload.
 pub fn decode_event<E: DomainEvent>(stored: &RecordedEvent) -> Result<E, CodecError> {
     let decoded = if stored.schema_version == E::schema_version(&stored.event_type) {
         // Current shape: deserialize straight from the stored payload, no copy.

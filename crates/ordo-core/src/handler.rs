@@ -23,6 +23,7 @@ use crate::{Aggregate, CommandError, CommandRequest, Committed, Expectation, Ide
 /// How the handler behaves; every field has a sensible default.
 #[derive(Clone, Debug)]
 pub struct HandlerConfig {
+    /// How commands that lose a race to another writer are retried.
     pub retry: RetryPolicy,
     /// Save a snapshot each time a stream passes a multiple of this many events, and
     /// when a load of a stream at least this long had to replay more than a tenth of
@@ -33,7 +34,8 @@ pub struct HandlerConfig {
     pub cache_capacity: usize,
     /// How many lock stripes serialize commands per aggregate within the process.
     pub lock_stripes: usize,
-    /// How long an idempotency record is kept.
+    /// How long an idempotency record is kept at least: it expires then, and goes at
+    /// the next purge ([`spawn_idempotency_purge`](crate::spawn_idempotency_purge)).
     pub idempotency_retention: Duration,
 }
 
@@ -52,9 +54,11 @@ impl Default for HandlerConfig {
 /// Counts of what a handler did since it was created (also exported as metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HandlerStats {
+    /// Commands handled, whatever their outcome.
     pub commands: u64,
     /// Appends that lost to a concurrent writer (each is retried or surfaced).
     pub conflicts: u64,
+    /// Attempts made again after a conflict.
     pub retries: u64,
 }
 
@@ -126,6 +130,66 @@ enum Attempt<A: Aggregate> {
 
 /// Runs commands against aggregates of type `A` on an event store.
 ///
+/// Make one per aggregate type and share it (`Arc`) between tasks: commands on one
+/// aggregate take turns within a handler, and its cache of recently used aggregates
+/// serves them. More handlers on one database, in this process or others, stay
+/// correct through the optimistic append, only with more conflicts to retry.
+///
+/// ```
+/// # use ordo_core::{Aggregate, DomainEvent, RejectionKind};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// # struct Counter { value: u32 }
+/// # enum CounterCommand { Add(u32) }
+/// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// # #[serde(tag = "type", content = "data")]
+/// # enum CounterEvent { Added { by: u32 } }
+/// # impl DomainEvent for CounterEvent {}
+/// # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+/// # enum CounterRejection { #[error("the counter would pass 10")] TooHigh }
+/// # impl Aggregate for Counter {
+/// #     const CATEGORY: &'static str = "counter";
+/// #     type Command = CounterCommand;
+/// #     type Event = CounterEvent;
+/// #     type Rejection = CounterRejection;
+/// #     fn decide(&self, command: &CounterCommand) -> Result<Vec<CounterEvent>, CounterRejection> {
+/// #         let CounterCommand::Add(by) = command;
+/// #         if self.value.saturating_add(*by) > 10 { return Err(CounterRejection::TooHigh) }
+/// #         Ok(vec![CounterEvent::Added { by: *by }])
+/// #     }
+/// #     fn apply(&mut self, event: &CounterEvent) { let CounterEvent::Added { by } = event; self.value += by; }
+/// #     fn rejection_kind(_: &CounterRejection) -> RejectionKind { RejectionKind::RuleViolation }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-handler-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// use ordo_core::{CommandError, CommandHandler, CommandRequest, HandlerConfig, IdempotencyKey};
+///
+/// let store = ordo_store::connect(&url).await?; // say, "sqlite://data/ordo.db"
+/// let counters = CommandHandler::<Counter>::new(store, HandlerConfig::default());
+///
+/// let done = counters.handle(CommandRequest::new("c1", CounterCommand::Add(4))).await?;
+/// assert_eq!((done.stream_id.as_str(), done.version), ("counter-c1", 1));
+///
+/// // A keyed command takes effect once: its retry gets the recorded outcome back.
+/// let key = IdempotencyKey::new("counter-api", "add-5-once", "add 5")?;
+/// let add = || CommandRequest::new("c1", CounterCommand::Add(5)).with_idempotency(key.clone());
+/// assert!(!counters.handle(add()).await?.replayed);
+/// assert!(counters.handle(add()).await?.replayed);
+///
+/// // A refusal is a domain outcome, not a fault.
+/// match counters.handle(CommandRequest::new("c1", CounterCommand::Add(2))).await {
+///     Err(CommandError::Rejected { rejection, .. }) => assert_eq!(rejection, CounterRejection::TooHigh),
+///     other => panic!("expected a rejection, got {other:?}"),
+/// }
+/// let (version, counter) = counters.load(&CommandHandler::<Counter>::stream_id("c1")?).await?;
+/// assert_eq!((version, counter.value), (2, 9));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
+///
 /// `A::CATEGORY` must be non-empty and free of `-` (a stream's category is the part
 /// before its first `-`); a handler for an aggregate that breaks this does not
 /// compile:
@@ -164,6 +228,8 @@ impl<A: Aggregate> CommandHandler<A> {
     const VALID_CATEGORY: () =
         assert!(ordo_store::is_valid_category(A::CATEGORY), "Aggregate::CATEGORY must be non-empty and contain no '-'");
 
+    /// A handler for `A` on `store`. Building one needs no runtime; its commands run
+    /// inside a tokio runtime (it spawns the saving of snapshots).
     pub fn new(store: Arc<dyn EventStore>, config: HandlerConfig) -> Self {
         #[allow(clippy::let_unit_value)] // evaluates the compile-time check
         let () = Self::VALID_CATEGORY;
@@ -176,6 +242,7 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
+    /// What the handler did since it was created.
     pub fn stats(&self) -> HandlerStats {
         HandlerStats {
             commands: self.counters.commands.load(Ordering::Relaxed),
@@ -184,6 +251,7 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
+    /// The event store it appends to.
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
@@ -196,6 +264,13 @@ impl<A: Aggregate> CommandHandler<A> {
     /// Handles one command. An `Ok` means the events are committed (or that the
     /// command changed nothing). Records `command`, `attempts` and `outcome` on the
     /// current tracing span, for callers that declared those fields.
+    ///
+    /// With a key, a recorded outcome is the answer (`replayed`): a commit, a
+    /// rejection or a wrong version, each recorded with the decision. A command that
+    /// changes nothing records nothing. Conflicts with other writers are retried
+    /// under [`HandlerConfig::retry`] (a decision against the latest state), except
+    /// under a pinned [`ExpectedVersion::Exact`], whose conflict is the answer
+    /// ([`CommandError::WrongExpectedVersion`]). See [`CommandError`] for the rest.
     pub async fn handle(&self, request: CommandRequest<A::Command>) -> Outcome<A> {
         let started = Instant::now();
         let mut attempts = 0;

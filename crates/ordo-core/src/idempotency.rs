@@ -20,12 +20,17 @@ pub struct IdempotencyKey {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid idempotency key: {reason}")]
 pub struct InvalidIdempotencyKey {
+    /// What is wrong with it.
     pub reason: String,
 }
 
 impl IdempotencyKey {
     /// `key` (1 to 255 characters, no NUL) within `scope`, first used for the request
-    /// with `fingerprint`.
+    /// with `fingerprint`. The fingerprint is whatever identifies the request (a hash
+    /// of its body, say): the same key with another fingerprint is refused with
+    /// [`CommandError::IdempotencyKeyReused`](crate::CommandError::IdempotencyKeyReused)
+    /// instead of replaying an answer to a different request. Scope and fingerprint
+    /// may be empty but not contain NUL.
     ///
     /// ```
     /// use ordo_core::IdempotencyKey;
@@ -46,14 +51,17 @@ impl IdempotencyKey {
         Ok(Self { scope, key, fingerprint })
     }
 
+    /// What the key is unique within.
     pub fn scope(&self) -> &str {
         &self.scope
     }
 
+    /// The caller's key.
     pub fn key(&self) -> &str {
         &self.key
     }
 
+    /// The fingerprint of the request.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -71,8 +79,9 @@ pub(crate) enum RecordedOutcome<R> {
     WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
 }
 
-/// Deletes expired idempotency records every `every`, until the returned task is
-/// aborted. A failed purge is logged and tried again next time.
+/// Deletes expired idempotency records every `every` (the first time at once), until
+/// the returned task is aborted. A failed purge is logged and tried again next time.
+/// Must be called inside a tokio runtime; panics if `every` is zero.
 pub fn spawn_idempotency_purge(store: Arc<dyn EventStore>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);

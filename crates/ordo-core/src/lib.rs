@@ -3,6 +3,12 @@
 //! the aggregate (cache, or snapshot + tail of its stream), lets it decide, and commits
 //! the decision by an optimistic append, retrying with backoff and jitter when another
 //! writer got there first, and making keyed commands take effect at most once.
+//!
+//! [`Aggregate`] shows an aggregate and its given/when/then tests, [`CommandHandler`]
+//! one at work on SQLite. The feature `testing` adds the `testkit` module (given /
+//! when / then); enable it in `[dev-dependencies]`.
+
+#![warn(missing_docs)]
 
 mod aggregate;
 mod cache;

@@ -9,10 +9,14 @@ use std::time::Duration;
 /// none started after `max_elapsed`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// The most attempts in all, the first included (default 10).
     pub max_attempts: u32,
+    /// No attempt starts after this much time since the first (default 2 s).
     pub max_elapsed: Duration,
-    /// The cap of the first delay; it doubles per attempt up to `max_delay`.
+    /// The cap of the first delay; it doubles per attempt up to `max_delay` (default
+    /// 2 ms).
     pub base_delay: Duration,
+    /// The largest delay between attempts (default 200 ms).
     pub max_delay: Duration,
 }
 
@@ -35,6 +39,17 @@ impl RetryPolicy {
 
     /// The delay before attempt `attempt + 1`, after `attempt` (from 1) failed:
     /// uniform in `[0, min(max_delay, base_delay * 2^(attempt-1))]`.
+    ///
+    /// ```
+    /// use ordo_core::RetryPolicy;
+    /// use std::time::Duration;
+    /// let policy = RetryPolicy::default();
+    /// let delay = policy.delay(3, &mut rand::thread_rng());
+    /// assert!(delay <= policy.base_delay * 4);
+    /// assert!(policy.allows_another(1, Duration::ZERO));
+    /// assert!(!policy.allows_another(policy.max_attempts, Duration::ZERO));
+    /// assert!(!RetryPolicy::never().allows_another(1, Duration::ZERO));
+    /// ```
     pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
         let exponent = attempt.saturating_sub(1).min(20);
         let cap = self.base_delay.saturating_mul(1 << exponent).min(self.max_delay);

@@ -1,8 +1,47 @@
 //! Given / when / then for aggregates: given these past events, when this command,
-//! then these new events (or this rejection). Pure, no store involved.
+//! then these new events (or this rejection). Pure, no store involved. Behind the
+//! `testing` feature (enable it in `[dev-dependencies]`). The checks panic, as test
+//! assertions do, and report at the caller's line.
 //!
-//! ```ignore
-//! given::<Order>([created("c-1")]).when(place()).then_rejected(OrderRejection::rule("place needs items"));
+//! With the `Counter` of [`Aggregate`]'s example (it never passes 10):
+//!
+//! ```
+//! # use ordo_core::{Aggregate, DomainEvent, RejectionKind};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+//! # struct Counter { value: u32 }
+//! # enum CounterCommand { Add(u32) }
+//! # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! # #[serde(tag = "type", content = "data")]
+//! # enum CounterEvent { Added { by: u32 } }
+//! # impl DomainEvent for CounterEvent {}
+//! # #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+//! # enum CounterRejection { #[error("the counter would pass 10")] TooHigh }
+//! # impl Aggregate for Counter {
+//! #     const CATEGORY: &'static str = "counter";
+//! #     type Command = CounterCommand;
+//! #     type Event = CounterEvent;
+//! #     type Rejection = CounterRejection;
+//! #     fn decide(&self, command: &CounterCommand) -> Result<Vec<CounterEvent>, CounterRejection> {
+//! #         let CounterCommand::Add(by) = command;
+//! #         if self.value.saturating_add(*by) > 10 { return Err(CounterRejection::TooHigh) }
+//! #         Ok(vec![CounterEvent::Added { by: *by }])
+//! #     }
+//! #     fn apply(&mut self, event: &CounterEvent) { let CounterEvent::Added { by } = event; self.value += by; }
+//! #     fn rejection_kind(_: &CounterRejection) -> RejectionKind { RejectionKind::RuleViolation }
+//! # }
+//! use ordo_core::testkit::given;
+//!
+//! // Accepted: exactly these events, and the state after them to check further.
+//! let counter = given::<Counter>([]).when(CounterCommand::Add(3)).then([CounterEvent::Added { by: 3 }]);
+//! assert_eq!(counter.value, 3);
+//! // Refused: exactly this rejection, or any that passes a check.
+//! given::<Counter>([CounterEvent::Added { by: 8 }])
+//!     .when(CounterCommand::Add(3))
+//!     .then_rejected(CounterRejection::TooHigh);
+//! given::<Counter>([CounterEvent::Added { by: 8 }])
+//!     .when(CounterCommand::Add(5))
+//!     .then_rejected_where(|r| r.to_string().contains("pass 10"));
 //! ```
 
 #![allow(clippy::expect_used)] // a test kit: a failed expectation is a failed test
@@ -25,11 +64,13 @@ pub struct Given<A: Aggregate> {
 }
 
 impl<A: Aggregate> Given<A> {
+    /// Lets the aggregate decide `command`.
     pub fn when(self, command: A::Command) -> When<A> {
         let outcome = self.state.decide(&command);
         When { state: self.state, outcome }
     }
 
+    /// The state rebuilt from the given events.
     pub fn state(&self) -> &A {
         &self.state
     }
@@ -47,7 +88,8 @@ where
     A::Rejection: PartialEq,
 {
     /// Asserts the command was accepted with exactly these events, that they survive
-    /// a store round trip, and returns the state after them.
+    /// a store round trip (encoded and decoded as the store would), and returns the
+    /// state after them.
     #[track_caller]
     pub fn then(self, expected: impl IntoIterator<Item = A::Event>) -> A {
         let expected: Vec<A::Event> = expected.into_iter().collect();

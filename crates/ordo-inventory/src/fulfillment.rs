@@ -13,6 +13,46 @@
 //! event — after a crash between the commands and the checkpoint — replays instead of
 //! acting twice. It decides from the order as it was just before the event (its
 //! stream up to it), so a redelivery sends the same commands.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("ordo-doc-fulfillment-{}", std::process::id()));
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+//! use ordo_core::{CommandHandler, CommandRequest, HandlerConfig};
+//! use ordo_inventory::fulfillment::{reactors, ORDER_FULFILLMENT};
+//! use ordo_inventory::values::StockQuantity;
+//! use ordo_inventory::{StockCommand, StockItem};
+//! use ordo_orders::values::{CustomerId, Quantity, Sku, UnitPrice};
+//! use ordo_orders::{Order, OrderCommand};
+//! use ordo_projection::{ProjectionRuntime, RunnerConfig};
+//! use std::time::Duration;
+//!
+//! let db = ordo_store::open(&url).await?; // say, "sqlite://data/ordo.db"
+//! let orders = CommandHandler::<Order>::new(db.store.clone(), HandlerConfig::default());
+//! let stock = CommandHandler::<StockItem>::new(db.store.clone(), HandlerConfig::default());
+//! let fulfillment = reactors(db.store.clone());
+//! let runtime = ProjectionRuntime::open_with(db, Vec::new(), fulfillment, RunnerConfig::default()).await?;
+//! runtime.start().await?;
+//!
+//! let restock = StockCommand::Restock { quantity: StockQuantity::new(5)? };
+//! stock.handle(CommandRequest::new("MUG", restock)).await?;
+//! let create = OrderCommand::CreateOrder { customer_id: CustomerId::parse("alice")? };
+//! orders.handle(CommandRequest::new("o-1", create)).await?;
+//! let (sku, quantity, unit_price) = (Sku::parse("MUG")?, Quantity::new(2)?, UnitPrice::new(900)?);
+//! orders.handle(CommandRequest::new("o-1", OrderCommand::AddItem { sku, quantity, unit_price })).await?;
+//! let placed = orders.handle(CommandRequest::new("o-1", OrderCommand::PlaceOrder)).await?;
+//!
+//! // Once the process manager has reacted to the placement, the units are held.
+//! assert!(runtime.wait_for_position(ORDER_FULFILLMENT, placed.position, Duration::from_secs(5)).await?);
+//! let (_, mug) = stock.load(&CommandHandler::<StockItem>::stream_id("MUG")?).await?;
+//! assert_eq!(mug.reservations.get("order-o-1"), Some(&2));
+//! assert_eq!(mug.available(), 3);
+//! runtime.shutdown().await;
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! # Ok(()) }
+//! ```
 
 use async_trait::async_trait;
 use ordo_core::{decode_event, Aggregate, CommandHandler, CommandRequest, HandlerConfig};

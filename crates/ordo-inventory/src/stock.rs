@@ -96,6 +96,27 @@ impl StockRejection {
 }
 
 /// A SKU's stock, rebuilt from its events. An item never restocked has nothing.
+///
+/// ```
+/// use ordo_core::testkit::given;
+/// use ordo_inventory::values::{ReservationId, StockQuantity};
+/// use ordo_inventory::{StockCommand, StockEvent, StockItem, StockRejection};
+///
+/// let restocked = StockEvent::Restocked { quantity: 10 };
+/// let reserved = StockEvent::Reserved { reservation_id: "order-1".into(), quantity: 7 };
+/// // 3 of the 10 are still available: a reservation of 5 would oversell.
+/// let reserve = |id: &str, units| -> Result<StockCommand, Box<dyn std::error::Error>> {
+///     Ok(StockCommand::Reserve { reservation_id: ReservationId::parse(id)?, quantity: StockQuantity::new(units)? })
+/// };
+/// given::<StockItem>([restocked.clone(), reserved.clone()])
+///     .when(reserve("order-2", 5)?)
+///     .then_rejected(StockRejection::InsufficientStock { available: 3, requested: 5 });
+/// let item = given::<StockItem>([restocked, reserved])
+///     .when(reserve("order-2", 3)?)
+///     .then([StockEvent::Reserved { reservation_id: "order-2".into(), quantity: 3 }]);
+/// assert_eq!((item.on_hand, item.reserved(), item.available()), (10, 10, 0));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockItem {
     /// Units in the warehouse, reserved or not.

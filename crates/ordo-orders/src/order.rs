@@ -12,15 +12,22 @@ use crate::values::{CancelReason, CustomerId, DiscountPercent, PaymentRef, Quant
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
+    /// Created; items and the discount can change.
     Draft,
+    /// Placed by the customer; awaiting payment of the amount due.
     Placed,
+    /// Paid; awaiting shipment.
     Paid,
+    /// On its way.
     Shipped,
+    /// Delivered: the end of its life.
     Delivered,
+    /// Cancelled (from draft, placed or paid): the end of its life.
     Cancelled,
 }
 
 impl OrderStatus {
+    /// The stable name (`draft`, `placed`, …), as serialized and stored.
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Draft => "draft",
@@ -32,6 +39,13 @@ impl OrderStatus {
         }
     }
 
+    /// The status named `value` (as [`OrderStatus::as_str`] writes it).
+    ///
+    /// ```
+    /// use ordo_orders::OrderStatus;
+    /// assert_eq!(OrderStatus::parse("paid"), Some(OrderStatus::Paid));
+    /// assert_eq!(OrderStatus::parse("Paid"), None);
+    /// ```
     pub fn parse(value: &str) -> Option<Self> {
         [Self::Draft, Self::Placed, Self::Paid, Self::Shipped, Self::Delivered, Self::Cancelled]
             .into_iter()
@@ -42,39 +56,61 @@ impl OrderStatus {
 /// One SKU's line on an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
+    /// Units of the SKU (at most [`Quantity::MAX`]).
     pub quantity: u32,
+    /// The price per unit, in cents, as first added.
     pub unit_price_cents: i64,
 }
 
 /// What can be asked of an order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OrderCommand {
+    /// Creates the order, in draft; refused if it exists.
     CreateOrder {
+        /// Who orders.
         customer_id: CustomerId,
     },
-    /// Adds to the line of `sku` if there is one (keeping its unit price).
+    /// Adds to the line of `sku` if there is one (keeping its unit price). Draft only;
+    /// refused as invalid if the line would pass [`Quantity::MAX`] or the total
+    /// would overflow.
     AddItem {
+        /// What.
         sku: Sku,
+        /// How many.
         quantity: Quantity,
+        /// The price per unit (ignored if the order has the SKU already).
         unit_price: UnitPrice,
     },
+    /// Removes the whole line of `sku`. Draft only; refused if there is none.
     RemoveItem {
+        /// The line's SKU.
         sku: Sku,
     },
     /// Takes `percent` off the amount due, however the items change afterwards.
+    /// Draft only, once per order.
     ApplyDiscount {
+        /// How much, 1 to 50 %.
         percent: DiscountPercent,
     },
+    /// Places a draft that has at least one item, fixing the amount due.
     PlaceOrder,
+    /// Pays a placed order; the amount must be exactly the amount due.
     PayOrder {
+        /// The amount paid, in cents.
         amount_cents: i64,
+        /// The payment provider's reference, if any.
         payment_ref: Option<PaymentRef>,
     },
+    /// Ships a paid order.
     ShipOrder {
+        /// The carrier's tracking number.
         tracking_number: TrackingNumber,
     },
+    /// Marks a shipped order delivered.
     DeliverOrder,
+    /// Cancels an order that is in draft, placed or paid.
     CancelOrder {
+        /// Why (may be empty).
         reason: CancelReason,
     },
 }
@@ -83,39 +119,59 @@ pub enum OrderCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
+    /// The order exists, in draft.
     OrderCreated {
+        /// Who orders.
         customer_id: String,
     },
+    /// Units of a SKU were added (to its line, if it had one).
     ItemAdded {
+        /// What.
         sku: String,
+        /// How many were added.
         quantity: u32,
+        /// The line's price per unit, in cents.
         unit_price_cents: i64,
     },
+    /// A SKU's whole line was removed.
     ItemRemoved {
+        /// The line's SKU.
         sku: String,
     },
+    /// A discount now applies to the amount due.
     DiscountApplied {
+        /// How much, in percent.
         percent: u8,
     },
     /// Schema v2 added `subtotal_cents` and `discount_percent` (see `upcast`);
     /// `total_cents` is the amount due.
     OrderPlaced {
+        /// The items' total, in cents.
         subtotal_cents: i64,
+        /// The discount, in percent (0: none).
         discount_percent: u8,
+        /// The amount due, in cents.
         total_cents: i64,
     },
     /// Schema v2 renamed v1's `amount` to `amount_cents` (see `upcast`); `payment_ref`
     /// came later and defaults to none.
     OrderPaid {
+        /// The amount paid, in cents.
         amount_cents: i64,
+        /// The payment provider's reference, if one was given.
         #[serde(default)]
         payment_ref: Option<String>,
     },
+    /// The order left the warehouse.
     OrderShipped {
+        /// The carrier's tracking number.
         tracking_number: String,
     },
+    /// The order arrived.
     OrderDelivered {},
+    /// The order was cancelled.
     OrderCancelled {
+        /// Why.
         reason: String,
     },
 }
@@ -158,14 +214,24 @@ impl DomainEvent for OrderEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum OrderRejection {
+    /// A command other than `CreateOrder` for an order that does not exist.
     #[error("the order does not exist")]
     OrderNotFound,
+    /// `CreateOrder` for an order that exists.
     #[error("the order already exists")]
     OrderExists,
+    /// Not allowed in the order's state (paying a draft, a second discount, …).
     #[error("{reason}")]
-    RuleViolation { reason: String },
+    RuleViolation {
+        /// What rule, in words.
+        reason: String,
+    },
+    /// Values out of bounds (a line above the most units, a total that overflows).
     #[error("{reason}")]
-    ValidationFailed { reason: String },
+    ValidationFailed {
+        /// What is wrong, in words.
+        reason: String,
+    },
 }
 
 impl OrderRejection {
@@ -198,10 +264,32 @@ pub fn amount_due_cents(subtotal_cents: i64, discount_percent: u8) -> i64 {
 }
 
 /// An order's state, rebuilt from its events. `status` is `None` until it is created.
+///
+/// ```
+/// use ordo_core::testkit::given;
+/// use ordo_orders::values::DiscountPercent;
+/// use ordo_orders::{Order, OrderCommand, OrderEvent, OrderRejection};
+///
+/// let created = OrderEvent::OrderCreated { customer_id: "alice".into() };
+/// let item = OrderEvent::ItemAdded { sku: "BOOK-42".into(), quantity: 2, unit_price_cents: 1250 };
+/// let order = given::<Order>([created.clone(), item])
+///     .when(OrderCommand::ApplyDiscount { percent: DiscountPercent::new(10)? })
+///     .then([OrderEvent::DiscountApplied { percent: 10 }]);
+/// assert_eq!((order.subtotal_cents, order.total_cents), (2500, 2250));
+///
+/// let needs_items = "an order needs at least one item to be placed";
+/// given::<Order>([created])
+///     .when(OrderCommand::PlaceOrder)
+///     .then_rejected(OrderRejection::RuleViolation { reason: needs_items.into() });
+/// # Ok::<(), ordo_orders::values::ValidationError>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Order {
+    /// Where it is in its life; `None` before it is created.
     pub status: Option<OrderStatus>,
+    /// Who orders.
     pub customer_id: String,
+    /// Its lines, by SKU.
     pub items: BTreeMap<String, Line>,
     /// Σ quantity × unit price.
     pub subtotal_cents: i64,
@@ -209,6 +297,7 @@ pub struct Order {
     pub discount_percent: u8,
     /// The amount due: the subtotal less the discount.
     pub total_cents: i64,
+    /// What was paid (0 until paid).
     pub paid_cents: i64,
 }
 

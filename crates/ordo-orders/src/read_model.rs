@@ -49,23 +49,32 @@ const COLUMNS: &str =
 /// One line of an order as `GET /orders/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemView {
+    /// The SKU.
     pub sku: String,
+    /// Units on the line.
     pub quantity: u32,
+    /// The price per unit, in cents.
     pub unit_price_cents: i64,
 }
 
 /// An order as `GET /orders/{id}` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
+    /// The order's id (its stream is `order-{order_id}`).
     pub order_id: String,
+    /// Who orders.
     pub customer_id: String,
+    /// Where it is in its life.
     pub status: OrderStatus,
+    /// Its lines, by SKU.
     pub items: Vec<ItemView>,
     /// 0 without a discount.
     pub discount_percent: u8,
     /// The amount due: the items' subtotal less the discount.
     pub total_cents: i64,
+    /// The order's stream version this summary reflects.
     pub version: u64,
+    /// When its last event was recorded.
     pub updated_at: DateTime<Utc>,
     /// The position of the order's creation: its place in listings.
     #[serde(skip)]
@@ -311,7 +320,8 @@ fn stored(summaries: &[OrderSummary], field: fn(&OrderSummary) -> u64) -> Result
         .collect()
 }
 
-/// One order's summary, if the read model has it.
+/// One order's summary, if the read model has it. The read model trails the
+/// commands: use [`wait_for_order`] to read a write of one's own.
 pub async fn get_order(db: &ReadDb, order_id: &str) -> Result<Option<OrderSummary>, ProjectionError> {
     let sql = format!("SELECT {COLUMNS} FROM {ORDER_SUMMARIES} WHERE order_id = $1");
     let row = db.fetch_all::<Row>(&sql, &[order_id.into()]).await?.pop();
@@ -328,7 +338,9 @@ pub enum OrderWait {
 }
 
 /// Waits (at most `timeout`) until the read model holds `order_id` at `min_version`
-/// or later.
+/// or later: read-your-writes, with the `version` a command answered. Waiting needs
+/// `runtime` to run [`OrderSummaryProjector`] ([`ProjectionError::UnknownProjector`]
+/// otherwise).
 pub async fn wait_for_order(
     runtime: &ProjectionRuntime,
     order_id: &str,
@@ -352,6 +364,7 @@ pub async fn wait_for_order(
 /// A page of the listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPage {
+    /// The orders, oldest creation first.
     pub orders: Vec<OrderSummary>,
     /// Pass as `cursor` for the next page; `None` on the last one.
     pub next_cursor: Option<String>,
@@ -365,9 +378,12 @@ pub const DEFAULT_PAGE: usize = 50;
 /// What to list.
 #[derive(Clone, Debug, Default)]
 pub struct ListOrders {
+    /// Only this customer's orders.
     pub customer_id: Option<String>,
+    /// Only orders in this status.
     pub status: Option<OrderStatus>,
-    /// 1..=[`MAX_PAGE`] (clamped).
+    /// Orders per page, clamped to 1..=[`MAX_PAGE`]: the `Default` of 0 gives one
+    /// order a page, so set it (to [`DEFAULT_PAGE`], say).
     pub limit: usize,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
@@ -379,13 +395,15 @@ pub struct ListOrders {
 pub struct InvalidCursor;
 
 /// Parses a cursor (an opaque token to clients: the creation position of the last
-/// order on the previous page).
+/// order on the previous page). Anything that is not a cursor [`list_orders`] made
+/// is refused.
 pub fn parse_cursor(cursor: &str) -> Result<Position, InvalidCursor> {
     cursor.strip_prefix('c').and_then(|p| p.parse().ok()).ok_or(InvalidCursor)
 }
 
 /// Orders by creation, filtered by customer and status, a page at a time. Pages are
 /// stable: an order's place never changes, so no order is shown twice or skipped.
+/// Fails with [`ListError::InvalidCursor`] for a cursor it did not make.
 pub async fn list_orders(db: &ReadDb, query: &ListOrders) -> Result<OrderPage, ListError> {
     let after = query.cursor.as_deref().map(parse_cursor).transpose()?.unwrap_or(0);
     let mut conditions = vec!["created_position > $1".to_owned()];
@@ -420,8 +438,10 @@ pub async fn list_orders(db: &ReadDb, query: &ListOrders) -> Result<OrderPage, L
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ListError {
+    /// The cursor is not one [`list_orders`] made: the caller's to fix.
     #[error(transparent)]
     InvalidCursor(#[from] InvalidCursor),
+    /// The query failed, or a row does not decode.
     #[error(transparent)]
     Projection(#[from] ProjectionError),
 }

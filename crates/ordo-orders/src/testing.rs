@@ -11,7 +11,9 @@ use crate::{Order, OrderCommand};
 /// runs, so that random sequences get past payment too.
 #[derive(Clone, Debug)]
 pub enum Step {
+    /// This command, as it is.
     Command(OrderCommand),
+    /// `PayOrder` of the order's total at the time.
     PayTotal,
 }
 

@@ -1,4 +1,18 @@
 //! Checked values, parsed at the edge: once a `Sku` or `Quantity` exists it is valid.
+//! Deserializing checks them too, so a request body cannot bypass the bounds. Text
+//! values never contain control characters.
+//!
+//! ```
+//! use ordo_orders::values::{Quantity, Sku, UnitPrice};
+//! let sku = Sku::parse("BOOK-42")?;
+//! assert_eq!(sku.as_str(), "BOOK-42");
+//! assert!(Sku::parse("").is_err() && Sku::parse("a\nb").is_err());
+//! assert_eq!(Quantity::new(2)?.get(), 2);
+//! let error = Quantity::new(0).unwrap_err();
+//! assert_eq!(error.field, "quantity");
+//! assert!(serde_json::from_str::<UnitPrice>("-1").is_err());
+//! # Ok::<(), ordo_orders::values::ValidationError>(())
+//! ```
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -7,7 +21,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct ValidationError {
+    /// The field, as a request names it (`sku`, `quantity`, …).
     pub field: &'static str,
+    /// What is wrong with its value.
     pub reason: String,
 }
 
@@ -34,12 +50,16 @@ macro_rules! text_value {
         pub struct $name(String);
 
         impl $name {
+            /// The most characters it may have.
             pub const MAX_CHARS: usize = $max;
 
+            /// `value`, if its length is within the bounds and it has no control
+            /// characters.
             pub fn parse(value: &str) -> Result<Self, ValidationError> {
                 text($field, value, $min, $max).map(Self)
             }
 
+            /// The value as text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -93,8 +113,10 @@ text_value!(
 pub struct Quantity(u32);
 
 impl Quantity {
+    /// The most units of a SKU, on one command and on one order line.
     pub const MAX: u32 = 10_000;
 
+    /// `value` units, if that is 1 to [`Quantity::MAX`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         match u32::try_from(value) {
             Ok(q) if (1..=Self::MAX).contains(&q) => Ok(Self(q)),
@@ -102,6 +124,7 @@ impl Quantity {
         }
     }
 
+    /// The number of units.
     pub fn get(self) -> u32 {
         self.0
     }
@@ -126,8 +149,10 @@ impl From<Quantity> for i64 {
 pub struct UnitPrice(i64);
 
 impl UnitPrice {
+    /// The highest unit price, in cents.
     pub const MAX_CENTS: i64 = 100_000_000;
 
+    /// `cents`, if that is 0 to [`UnitPrice::MAX_CENTS`].
     pub fn new(cents: i64) -> Result<Self, ValidationError> {
         if (0..=Self::MAX_CENTS).contains(&cents) {
             Ok(Self(cents))
@@ -136,6 +161,7 @@ impl UnitPrice {
         }
     }
 
+    /// The price in cents.
     pub fn cents(self) -> i64 {
         self.0
     }

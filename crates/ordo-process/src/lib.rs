@@ -12,7 +12,7 @@
 //! the same commands, whenever it is delivered. Decide from the event and what was
 //! true when it happened (the stream up to it), not from the present.
 //!
-//! ```no_run
+//! ```
 //! use async_trait::async_trait;
 //! use ordo_core::{CommandHandler, CommandRequest};
 //! use ordo_orders::values::CancelReason;

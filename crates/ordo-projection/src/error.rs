@@ -7,12 +7,22 @@ use ordo_store::{Position, ReadModelError, StoreError};
 
 use crate::ReactionError;
 
+/// Why a projection, a reactor, or a request to the runtime failed. Ask
+/// [`ProjectionError::is_transient`] whether trying again may help.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProjectionError {
     /// The projector cannot apply this event (a bug, or data it does not expect).
+    /// Build it with [`ProjectionError::apply`].
     #[error("cannot apply {event_type} at position {position}: {message}")]
-    Apply { position: Position, event_type: String, message: String },
+    Apply {
+        /// The event's position.
+        position: Position,
+        /// The event's stored type name.
+        event_type: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A reactor's reaction to an event failed.
     #[error("{reactor} could not react to {event_type} at position {position}: {error}")]
     Reaction {
@@ -29,7 +39,11 @@ pub enum ProjectionError {
     /// Another runner (or a rebuild) moved the checkpoint: this runner is stale and
     /// its batch was rolled back.
     #[error("checkpoint of {projector} moved under this runner; its batch was rolled back")]
-    Fenced { projector: String },
+    Fenced {
+        /// The projector's (or reactor's) name.
+        projector: String,
+    },
+    /// No projector or reactor of this name is registered with the runtime.
     #[error("no projector named {0:?}")]
     UnknownProjector(String),
     /// A read-model operation (a rebuild) asked of a reactor, which keeps no read
@@ -40,11 +54,15 @@ pub enum ProjectionError {
     /// checkpoints).
     #[error("two projectors or reactors are named {0:?}")]
     DuplicateName(String),
+    /// A rebuild of this projector is already running (in this process or another).
     #[error("{0} is already being rebuilt")]
     AlreadyRebuilding(String),
     /// A one-stream rebuild of a projector whose rows are not keyed by stream.
     #[error("{projector} cannot rebuild a single stream: its read model is not keyed by stream")]
-    NotKeyedByStream { projector: String },
+    NotKeyedByStream {
+        /// The projector's name.
+        projector: String,
+    },
     /// A read-model statement (a projector's, a checkpoint's, a table's) failed.
     #[error("read model: {0}")]
     ReadModel(#[from] ReadModelError),
@@ -53,14 +71,25 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     /// Stored projection state (a read-model row, a checkpoint) does not decode.
     #[error("corrupt stored state of {projector}: {reason}")]
-    Corrupt { projector: String, reason: String },
+    Corrupt {
+        /// Whose state.
+        projector: String,
+        /// What does not decode.
+        reason: String,
+    },
     /// A task the runtime depends on (a rebuild's event reader) stopped unexpectedly.
     #[error("{task} stopped: {reason}")]
-    TaskStopped { task: &'static str, reason: String },
+    TaskStopped {
+        /// Which task.
+        task: &'static str,
+        /// Why it stopped (its panic or error).
+        reason: String,
+    },
 }
 
 impl ProjectionError {
-    /// An error for `event` with `message`.
+    /// The error a projector returns for an `event` it cannot apply: the runner
+    /// retries the event, then stops the projector as `failed` at it.
     pub fn apply(event: &ordo_store::RecordedEvent, message: impl std::fmt::Display) -> Self {
         ProjectionError::Apply {
             position: event.position,

@@ -8,6 +8,8 @@
 //! [`Reactor`]s ride on the same runners: they act on events (a process manager
 //! sending commands, say) outside any transaction and then move their checkpoint.
 
+#![warn(missing_docs)]
+
 mod checkpoint;
 mod error;
 mod projector;

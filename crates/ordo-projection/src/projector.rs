@@ -14,9 +14,12 @@ use crate::{ProjectionError, ReadModelTx};
 /// backends (`BIGINT`, `TEXT`, `IF NOT EXISTS`).
 #[derive(Clone, Debug)]
 pub struct TableDef {
+    /// The logical name: the live table's, and what `tx.table(..)` looks up.
     pub name: &'static str,
+    /// `CREATE TABLE IF NOT EXISTS {table} (…)`.
     pub create: &'static str,
-    /// Created after a rebuild's bulk load, before the swap.
+    /// `CREATE INDEX IF NOT EXISTS {table}_by_x ON {table} (…)` statements. Created
+    /// with a missing live table, and after a rebuild's bulk load, before the swap.
     pub indexes: &'static [&'static str],
 }
 
@@ -86,7 +89,71 @@ impl DerefMut for ProjectorTx<'_, '_> {
 }
 
 /// Turns events into a read model. Implementations write only through the
-/// transaction they are given, so that their writes commit with the checkpoint.
+/// transaction they are given, so that their writes commit with the checkpoint:
+/// a batch takes effect exactly once, even when it is delivered again after a crash.
+/// A [`ProjectionRuntime`](crate::ProjectionRuntime) runs it.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use ordo_projection::{ProjectionError, ProjectionRuntime, Projector, ProjectorTx, RunnerConfig, TableDef};
+/// use ordo_store::{AppendRequest, EventFilter, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+/// use std::{sync::Arc, time::Duration};
+///
+/// /// How many events of each type there are, in `event_counts`.
+/// struct EventCounts;
+///
+/// #[async_trait]
+/// impl Projector for EventCounts {
+///     fn name(&self) -> &'static str {
+///         "event_counts"
+///     }
+///     fn filter(&self) -> EventFilter {
+///         EventFilter::All
+///     }
+///     fn tables(&self) -> Vec<TableDef> {
+///         let create = "CREATE TABLE IF NOT EXISTS {table} (event_type TEXT PRIMARY KEY, count BIGINT NOT NULL)";
+///         vec![TableDef { name: "event_counts", create, indexes: &[] }]
+///     }
+///     async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+///         let table = tx.table("event_counts"); // a rebuild's shadow table while rebuilding
+///         let sql = format!(
+///             "INSERT INTO {table} (event_type, count) VALUES ($1, 1) \
+///              ON CONFLICT (event_type) DO UPDATE SET count = {table}.count + 1"
+///         );
+///         for event in events {
+///             tx.execute(&sql, &[event.event_type.as_str().into()]).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-projector-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// let db = ordo_store::open(&url).await?; // say, "sqlite://data/ordo.db"
+/// let store = Arc::clone(&db.store);
+/// let runtime = ProjectionRuntime::open(db, vec![Arc::new(EventCounts)], RunnerConfig::default()).await?;
+/// runtime.start().await?;
+///
+/// let events = ["OrderCreated", "ItemAdded", "ItemAdded"].map(|t| NewEvent::new(t, serde_json::json!({})));
+/// let stream = StreamId::new("order-1")?;
+/// let written = store.append(AppendRequest::new(stream, ExpectedVersion::NoStream, events.into())).await?;
+///
+/// // Read your writes: wait until the projector has applied the append.
+/// assert!(runtime.wait_for_position("event_counts", written.last_position(), Duration::from_secs(5)).await?);
+/// #[derive(sqlx::FromRow)]
+/// struct Count {
+///     count: i64,
+/// }
+/// let sql = "SELECT count FROM event_counts WHERE event_type = $1";
+/// let rows: Vec<Count> = runtime.db().fetch_all(sql, &["ItemAdded".into()]).await?;
+/// assert_eq!(rows[0].count, 2);
+/// runtime.shutdown().await;
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
 #[async_trait]
 pub trait Projector: Send + Sync + 'static {
     /// Stable and unique: it keys the checkpoint.
@@ -111,6 +178,9 @@ pub trait Projector: Send + Sync + 'static {
     }
 
     /// Applies `events` (in global order, never empty) to its tables (`tx.table(..)`).
+    /// An error rolls the whole batch back; the runner then retries event by event
+    /// with backoff, and stops the projector as `failed` at an event that keeps
+    /// failing ([`ProjectionError::apply`] names it).
     async fn apply(&self, tx: &mut ProjectorTx<'_, '_>, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
 
     /// Whether each stream's rows depend only on that stream's events, so that a

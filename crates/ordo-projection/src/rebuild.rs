@@ -17,7 +17,10 @@ use crate::{ProjectionError, ProjectionRuntime, Projector, ProjectorTx, TableDef
 /// How far a rebuild has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuildProgress {
+    /// Events replayed so far.
     pub done: u64,
+    /// Events to replay in all: counted when the rebuild started, and raised to
+    /// `done` when events appended meanwhile take the replay past it.
     pub total: u64,
 }
 

@@ -74,7 +74,11 @@ pub(crate) struct Inner {
     shutdown: watch::Sender<bool>,
 }
 
-/// Runs projectors and reactors, reports on them, and rebuilds read models.
+/// Runs projectors and reactors, reports on them, and rebuilds read models. Clones
+/// share the runners. See [`Projector`] for a runtime at work.
+///
+/// Many processes may open a runtime on one database: each projector runs in one of
+/// them at a time (under its lease), and the others stand by.
 #[derive(Clone)]
 pub struct ProjectionRuntime {
     pub(crate) inner: Arc<Inner>,
@@ -252,8 +256,10 @@ impl ProjectionRuntime {
         }
     }
 
-    /// Waits until `name` has applied everything up to `position`, or `timeout`
-    /// passes. Works whichever node runs the projector.
+    /// Waits until `name` has applied everything up to `position` (`Ok(true)`), or
+    /// `timeout` passes (`Ok(false)`). Works whichever node runs the projector (it
+    /// polls the checkpoint for another node's runner). Fails with
+    /// [`ProjectionError::UnknownProjector`] for a name the runtime does not hold.
     pub async fn wait_for_position(
         &self,
         name: &str,
@@ -277,7 +283,9 @@ impl ProjectionRuntime {
         }
     }
 
-    /// Waits (at most `timeout`) until `name`'s runner in this process applies a batch.
+    /// Waits (at most `timeout`) until `name`'s runner in this process applies a batch;
+    /// returns `Ok` either way ([`ProjectionError::UnknownProjector`] for a name the
+    /// runtime does not hold).
     pub async fn changed(&self, name: &str, timeout: Duration) -> Result<(), ProjectionError> {
         let mut local = self.registered(name)?.position.subscribe();
         local.borrow_and_update();

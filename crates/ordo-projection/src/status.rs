@@ -13,14 +13,22 @@ use crate::{ProjectionError, ProjectionRuntime};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProjectorState {
+    /// A runner follows its events. (Seen from another node, this is what the
+    /// database recorded when the runner started.)
     Running,
+    /// This process's runner is working through a backlog: its last batch was full.
     CatchingUp,
+    /// A rebuild of its read model is in progress (in any process).
     Rebuilding,
+    /// No runner has it: never started, or shut down.
     Stopped,
+    /// Stopped at an event it could not handle, until resumed
+    /// ([`ProjectionRuntime::resume`]); see [`ProjectorStatus::error`].
     Failed,
 }
 
 impl ProjectorState {
+    /// Every state, in declaration order.
     pub const ALL: [ProjectorState; 5] = [
         ProjectorState::Running,
         ProjectorState::CatchingUp,
@@ -29,6 +37,7 @@ impl ProjectorState {
         ProjectorState::Failed,
     ];
 
+    /// The state's stable name (`running`, `catching_up`, …), as serialized.
     pub fn as_str(self) -> &'static str {
         match self {
             ProjectorState::Running => "running",
@@ -49,8 +58,11 @@ impl ProjectorState {
 /// cause), and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
+    /// The position of the event that failed, if one did.
     pub position: Option<Position>,
+    /// The stored type of the event that failed, if one did.
     pub event_type: Option<String>,
+    /// What went wrong.
     pub message: String,
 }
 
@@ -81,6 +93,7 @@ impl ErrorInfo {
 /// One projector's status.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProjectorStatus {
+    /// The projector's (or reactor's) name.
     pub name: String,
     /// The position of the last event applied.
     pub position: Position,
@@ -90,7 +103,10 @@ pub struct ProjectorStatus {
     pub lag: u64,
     /// Age of the oldest event it still has to apply.
     pub lag_seconds: f64,
+    /// Its state: this process's runner's where it runs one, or else what the
+    /// database last recorded.
     pub status: ProjectorState,
+    /// What stopped it, when it is `failed`.
     pub error: Option<ErrorInfo>,
     /// While rebuilding: how far it has come.
     pub rebuild: Option<crate::RebuildProgress>,

@@ -16,11 +16,17 @@ pub const RAW_EVENTS: &str = "bench_raw_events";
 /// One row for the twin table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawEvent {
+    /// The stream id (not checked: a baseline writes what it is given).
     pub stream_id: String,
+    /// The version within the stream; `(stream_id, version)` is unique, as in `events`.
     pub version: i64,
+    /// The event id; unique, as in `events`.
     pub event_id: Uuid,
+    /// The event type.
     pub event_type: String,
+    /// The payload.
     pub data: Value,
+    /// The metadata.
     pub metadata: Value,
 }
 
@@ -58,7 +64,8 @@ impl RawEvents {
         Ok(Self { inner })
     }
 
-    /// One row, in a transaction of its own.
+    /// One row, in a transaction of its own. A duplicate `(stream_id, version)` or
+    /// `event_id` fails with the database's error.
     pub async fn insert_one(&self, row: &RawEvent) -> Result<(), StoreError> {
         match &self.inner {
             Raw::Sqlite(t) => t.insert_one(row).await,

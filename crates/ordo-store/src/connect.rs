@@ -20,7 +20,9 @@ pub struct DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// `sqlite:…` selects SQLite, `postgres://…`/`postgresql://…` PostgreSQL.
+    /// `sqlite:…` selects SQLite, `postgres://…`/`postgresql://…` PostgreSQL. Only the
+    /// scheme is checked here; the rest of the URL is checked when it is opened. An
+    /// unknown scheme is [`StoreError::InvalidDatabaseUrl`].
     ///
     /// ```
     /// use ordo_store::{Backend, DatabaseUrl};
@@ -42,16 +44,31 @@ impl DatabaseUrl {
         Ok(Self { url: url.to_owned(), backend })
     }
 
+    /// The backend the scheme selects.
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
+    /// The URL as given (trimmed), password included: do not log it.
     pub fn as_str(&self) -> &str {
         &self.url
     }
 }
 
-/// Connects to the event store at `url`, applying its migrations.
+/// Connects to the event store at `url`, applying its migrations: [`open`] for
+/// callers that need no read models.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ordo_store::StoreError> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-connect-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// let store = ordo_store::connect(&url).await?; // say, "sqlite://data/ordo.db"
+/// assert_eq!(store.head_position().await?, 0);
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     Ok(open(url).await?.store)
 }
@@ -61,17 +78,37 @@ pub async fn connect(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
 /// SQLite wants), so a projector's writes can commit with its checkpoint.
 #[derive(Clone)]
 pub struct Database {
+    /// The event store.
     pub store: Arc<dyn EventStore>,
+    /// The same database, for read models and components' schemas.
     pub read_db: ReadDb,
 }
 
 /// Opens the database at `url`, applying the event store's migrations. Components
 /// with schemas of their own (the projection runtime) apply theirs after this.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), ordo_store::StoreError> {
-/// let db = ordo_store::open("sqlite://data/ordo.db").await?;
-/// let head = db.store.head_position().await?;
+/// `sqlite://PATH` creates the file (and its directory) if missing and opens it in
+/// WAL mode with `synchronous=FULL`; `postgres://…` connects a pool (see
+/// [`OpenOptions`]). Fails with [`StoreError::InvalidDatabaseUrl`] for a URL it
+/// cannot use, [`StoreError::Unavailable`] or [`StoreError::ReadOnly`] when the
+/// database cannot be reached or written, [`StoreError::SchemaTooNew`] when a newer
+/// Ordo migrated it, and [`StoreError::UnsafeDurability`] when PostgreSQL runs with
+/// settings that could lose acknowledged writes.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-open-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// use ordo_store::{AppendRequest, ExpectedVersion, NewEvent, StreamId};
+///
+/// let db = ordo_store::open(&url).await?; // say, "sqlite://data/ordo.db"
+/// let stream = StreamId::new("order-1")?;
+/// let event = NewEvent::new("OrderCreated", serde_json::json!({"customer_id": "c-1"}));
+/// let written = db.store.append(AppendRequest::new(stream, ExpectedVersion::NoStream, vec![event])).await?;
+/// assert_eq!(db.store.head_position().await?, written.last_position());
+/// # let _ = std::fs::remove_dir_all(&dir);
 /// # Ok(()) }
 /// ```
 pub async fn open(url: &str) -> Result<Database, StoreError> {
@@ -102,7 +139,7 @@ impl OpenOptions {
     }
 }
 
-/// [`open`] with `options`.
+/// [`open`] with `options` (which only PostgreSQL uses).
 pub async fn open_with(url: &str, options: OpenOptions) -> Result<Database, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {

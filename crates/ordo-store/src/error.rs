@@ -15,7 +15,9 @@ pub enum StoreError {
     /// The stream was not at the version the writer expected; nothing was appended.
     #[error("stream {stream:?} expected {expected} but is at version {actual}")]
     WrongExpectedVersion {
+        /// The stream's id.
         stream: String,
+        /// What the append expected.
         expected: ExpectedVersion,
         /// The stream's version when the append was refused (0: no stream).
         actual: Version,
@@ -23,27 +25,62 @@ pub enum StoreError {
 
     /// An idempotency record with this scope and key already exists; nothing was written.
     #[error("idempotency key {key:?} in scope {scope:?} is already recorded")]
-    IdempotencyKeyExists { scope: String, key: String },
+    IdempotencyKeyExists {
+        /// The record's scope.
+        scope: String,
+        /// The key.
+        key: String,
+    },
 
+    /// A stream id that is empty, too long or contains NUL.
     #[error("invalid stream id: {reason}")]
-    InvalidStreamId { reason: String },
+    InvalidStreamId {
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A stream category that would make category filters lie (empty, or with a `-`).
     #[error("invalid stream category {category:?}: {reason}")]
-    InvalidCategory { category: String, reason: String },
+    InvalidCategory {
+        /// The category.
+        category: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// An idempotency key that is empty, too long or contains NUL (or a scope or
+    /// fingerprint with NUL).
     #[error("invalid idempotency key: {reason}")]
-    InvalidIdempotencyKey { reason: String },
+    InvalidIdempotencyKey {
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// An append with no events, too many, or an event with an empty type.
     #[error("invalid append: {reason}")]
-    InvalidAppend { reason: String },
+    InvalidAppend {
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A version, position or count that the database cannot hold.
     #[error("{what} {value} is out of range")]
-    OutOfRange { what: &'static str, value: u64 },
+    OutOfRange {
+        /// Which kind of value.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
 
+    /// A database URL of an unknown scheme, or one its backend cannot parse.
     #[error("invalid database URL {url:?}: {reason}")]
-    InvalidDatabaseUrl { url: String, reason: String },
+    InvalidDatabaseUrl {
+        /// The URL, or the part of it the message shows (PostgreSQL's with its
+        /// password masked).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The database could not be reached, or the connection to it was lost.
     #[error("database unavailable: {0}")]
@@ -59,12 +96,23 @@ pub enum StoreError {
 
     /// The database is set up so that an acknowledged write could be lost.
     #[error("refusing to write: the database runs with {setting}: {reason}")]
-    UnsafeDurability { setting: String, reason: String },
+    UnsafeDurability {
+        /// The setting and its value (`synchronous_commit=off`).
+        setting: String,
+        /// Why it is refused, and how to fix it.
+        reason: String,
+    },
 
     /// The database was migrated by a newer Ordo than this binary.
     #[error("the database schema is newer than this binary (migration {version} of {component} is unknown to it); upgrade ordo")]
-    SchemaTooNew { component: String, version: i64 },
+    SchemaTooNew {
+        /// Whose schema: `ordo-store`, or a component such as `ordo-projection`.
+        component: String,
+        /// The newest migration the database records.
+        version: i64,
+    },
 
+    /// A migration could not be applied.
     #[error("migration failed: {0}")]
     Migration(String),
 

@@ -33,7 +33,8 @@ pub type Position = u64;
 pub struct StreamId(String);
 
 impl StreamId {
-    /// Checks and wraps a stream id.
+    /// Checks and wraps a stream id; [`StoreError::InvalidStreamId`] if it is empty,
+    /// too long or contains NUL.
     ///
     /// ```
     /// use ordo_store::StreamId;
@@ -144,6 +145,17 @@ impl<'de> Deserialize<'de> for StreamId {
 
 /// What the writer believes about the stream it appends to. A wrong belief fails the
 /// whole append with [`StoreError::WrongExpectedVersion`].
+///
+/// ```
+/// use ordo_store::ExpectedVersion;
+/// // A stream at version 3:
+/// assert!(ExpectedVersion::Exact(3).accepts(3));
+/// assert!(!ExpectedVersion::Exact(2).accepts(3)); // someone else appended since
+/// assert!(ExpectedVersion::StreamExists.accepts(3));
+/// assert!(!ExpectedVersion::NoStream.accepts(3));
+/// // No stream yet:
+/// assert!(ExpectedVersion::NoStream.accepts(0) && ExpectedVersion::Exact(0).accepts(0));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpectedVersion {
     /// No check: append after whatever is there.
@@ -241,20 +253,31 @@ impl NewEvent {
 /// An event as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
+    /// Its place in `$all`.
     pub position: Position,
+    /// The stream it belongs to.
     pub stream_id: StreamId,
+    /// Its version within the stream (from 1).
     pub version: Version,
+    /// The id it was appended with.
     pub event_id: Uuid,
+    /// The name it was stored under.
     pub event_type: String,
+    /// The schema version of `data` as written; upcast before decoding if it is old.
     pub schema_version: u32,
+    /// The payload, as written.
     pub data: serde_json::Value,
+    /// Correlation, causation and the like, as written.
     pub metadata: EventMetadata,
+    /// When it was appended: by the appending process's clock on SQLite, the database
+    /// server's on PostgreSQL.
     pub recorded_at: DateTime<Utc>,
 }
 
 /// What a successful append wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendResult {
+    /// The stream appended to.
     pub stream_id: StreamId,
     /// The version of the first appended event.
     pub first_version: Version,
@@ -273,6 +296,27 @@ impl AppendResult {
 
 /// Which events a `$all` reader wants. Narrowing never changes the order or the
 /// no-skip guarantee; it only leaves events out.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ordo_store::StoreError> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-filter-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let store = ordo_store::connect(&format!("sqlite://{}", dir.join("ordo.db").display())).await?;
+/// use ordo_store::{AppendRequest, EventFilter, ExpectedVersion, NewEvent, StreamId};
+///
+/// for (stream, event_type) in [("order-1", "OrderCreated"), ("stock-A", "Restocked"), ("order-1", "OrderPlaced")] {
+///     let event = NewEvent::new(event_type, serde_json::json!({}));
+///     store.append(AppendRequest::new(StreamId::new(stream)?, ExpectedVersion::Any, vec![event])).await?;
+/// }
+/// let orders = store.read_all(0, 100, &EventFilter::Categories(vec!["order".into()])).await?;
+/// assert_eq!(orders.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), ["OrderCreated", "OrderPlaced"]);
+/// let placed = EventFilter::EventTypes(vec!["OrderPlaced".into()]);
+/// assert_eq!(store.count_after(0, &placed).await?, 1);
+/// assert!(placed.matches(&orders[1]) && !placed.matches(&orders[0]));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum EventFilter {
     /// Every event.

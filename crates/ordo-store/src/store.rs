@@ -26,7 +26,9 @@ pub(crate) const FORGET_MOVED_MIGRATION: &str =
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// SQLite: an embedded file (`sqlite://…`).
     Sqlite,
+    /// PostgreSQL: a server (`postgres://…`).
     Postgres,
 }
 
@@ -44,18 +46,27 @@ impl std::fmt::Display for Backend {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct AppendRequest {
+    /// The stream to append to.
     pub stream_id: StreamId,
+    /// What the stream must be at for the append to happen.
     pub expected: ExpectedVersion,
+    /// The events, in order: 1 to [`MAX_EVENTS_PER_APPEND`](crate::MAX_EVENTS_PER_APPEND),
+    /// each with a non-empty type.
     pub events: Vec<NewEvent>,
+    /// A record to commit with the events, if the command was keyed.
     pub idempotency: Option<IdempotencyRecord>,
 }
 
 impl AppendRequest {
+    /// An append of `events` to `stream_id`, guarded by `expected`, without an
+    /// idempotency record. It is checked when appended, not here.
     pub fn new(stream_id: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
         Self { stream_id, expected, events, idempotency: None }
     }
 
-    /// Commits `record` in the same transaction as the events.
+    /// Commits `record` in the same transaction as the events; the append then fails
+    /// with [`StoreError::IdempotencyKeyExists`] (appending nothing) if the record's
+    /// scope and key are taken.
     pub fn with_idempotency(mut self, record: IdempotencyRecord) -> Self {
         self.idempotency = Some(record);
         self
@@ -95,6 +106,8 @@ pub struct IdempotencyRecord {
     pub fingerprint: String,
     /// The application's account of the outcome, replayed verbatim on a retry.
     pub outcome: serde_json::Value,
+    /// When the record may be purged ([`EventStore::purge_idempotency`]). Until it is
+    /// purged it is found and holds its key, expired or not.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -120,18 +133,24 @@ pub fn check_idempotency_key(key: &str) -> Result<(), StoreError> {
 /// An idempotency record as stored, with what its append wrote (if it appended).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredIdempotency {
+    /// The record as written.
     pub record: IdempotencyRecord,
     /// The append committed with the record; `None` for a recorded rejection.
     pub appended: Option<AppendedRange>,
+    /// When the record was written.
     pub created_at: DateTime<Utc>,
 }
 
 /// The stream range and last position an idempotent append wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendedRange {
+    /// The stream appended to.
     pub stream_id: StreamId,
+    /// The version of the first event appended.
     pub first_version: Version,
+    /// The version of the last event appended.
     pub last_version: Version,
+    /// The global position of the last event appended.
     pub last_position: Position,
 }
 
@@ -139,17 +158,59 @@ pub struct AppendedRange {
 /// before it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// The stream whose state this is.
     pub stream_id: StreamId,
+    /// The stream version the state includes (events up to and including it).
     pub version: Version,
     /// The version of the state's shape; a snapshot of another shape is ignored.
     pub state_schema: u32,
+    /// The state, serialized.
     pub state: serde_json::Value,
 }
 
 /// An append-only event store with per-stream optimistic concurrency and a global
-/// order that readers can follow without ever skipping an event.
+/// order that readers can follow without ever skipping an event. [`connect`] and
+/// [`open`] return one for a database URL; [`SqliteStore`] and [`PostgresStore`]
+/// are the implementations.
+///
+/// Errors are [`StoreError`]s: match on [`StoreError::WrongExpectedVersion`] for a
+/// lost race, and ask [`StoreError::is_transient`] whether a retry may help.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), ordo_store::StoreError> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-store-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// use ordo_store::{AppendRequest, EventFilter, ExpectedVersion, NewEvent, StoreError, StreamId};
+///
+/// let store = ordo_store::connect(&url).await?;
+/// let stream = StreamId::new("order-7")?;
+/// let first = vec![NewEvent::new("OrderCreated", serde_json::json!({"customer_id": "c-1"}))];
+/// let written = store.append(AppendRequest::new(stream.clone(), ExpectedVersion::NoStream, first)).await?;
+/// assert_eq!((written.first_version, written.last_version), (1, 1));
+///
+/// // Two writers that both read version 1: the second one loses, and appends nothing.
+/// let item = || vec![NewEvent::new("ItemAdded", serde_json::json!({"sku": "A"}))];
+/// store.append(AppendRequest::new(stream.clone(), ExpectedVersion::Exact(1), item())).await?;
+/// let lost = store.append(AppendRequest::new(stream.clone(), ExpectedVersion::Exact(1), item())).await;
+/// assert!(matches!(lost, Err(StoreError::WrongExpectedVersion { actual: 2, .. })));
+///
+/// assert_eq!(store.stream_version(&stream).await?, 2);
+/// let all = store.read_all(0, 100, &EventFilter::All).await?;
+/// assert_eq!(all.len(), 2);
+/// assert!(all[0].position < all[1].position);
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
+///
+/// [`connect`]: crate::connect
+/// [`open`]: crate::open
+/// [`SqliteStore`]: crate::sqlite::SqliteStore
+/// [`PostgresStore`]: crate::postgres::PostgresStore
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
+    /// Which database this store runs on.
     fn backend(&self) -> Backend;
 
     /// Checks that the database answers and holds the store's schema (for readiness
@@ -157,11 +218,19 @@ pub trait EventStore: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Appends `request.events` to the stream if it satisfies `request.expected`, all
-    /// or nothing, together with the idempotency record if there is one.
+    /// or nothing, together with the idempotency record if there is one. Returns once
+    /// the append is durable.
+    ///
+    /// Fails with [`StoreError::WrongExpectedVersion`] if the stream is elsewhere,
+    /// [`StoreError::IdempotencyKeyExists`] if the record's key is taken (nothing is
+    /// written in either case), [`StoreError::InvalidAppend`] for no events, too many,
+    /// or one with an empty type, [`StoreError::InvalidIdempotencyKey`] for a bad
+    /// record, and [`StoreError::CommitFailed`] when the outcome is unknown.
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
 
-    /// Up to `max` events of a stream from `from_version` on, oldest first. Sees every
-    /// committed event of the stream at once, including the caller's own last append.
+    /// Up to `max` events of a stream from `from_version` on, oldest first (none for a
+    /// stream that does not exist). Sees every committed event of the stream at once,
+    /// including the caller's own last append.
     async fn read_stream(
         &self,
         stream_id: &StreamId,
@@ -195,7 +264,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// (a deterministic rejection). Fails with `IdempotencyKeyExists` if the key is taken.
     async fn record_outcome(&self, record: IdempotencyRecord) -> Result<(), StoreError>;
 
-    /// The live (unexpired) record for a key, if any.
+    /// The record for a key, if any: until it is purged, expired or not (the key is
+    /// taken until then, too).
     async fn find_idempotency(&self, scope: &str, key: &str) -> Result<Option<StoredIdempotency>, StoreError>;
 
     /// Deletes records that expired before `now`; returns how many.

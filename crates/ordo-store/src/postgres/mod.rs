@@ -38,9 +38,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/stor
 /// Tunables of the PostgreSQL store.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
+    /// The most connections the pool keeps open (default 32).
     pub max_connections: u32,
+    /// How long a call waits for a free connection before failing with
+    /// [`StoreError::Unavailable`] (default 10 s).
     pub acquire_timeout: Duration,
-    /// How many append groups may be in flight at once (see the `group` module).
+    /// How many append groups may be in flight at once (default 4): appends that
+    /// arrive together are committed together, in groups.
     pub append_concurrency: usize,
 }
 
@@ -50,7 +54,8 @@ impl Default for PostgresOptions {
     }
 }
 
-/// The PostgreSQL event store.
+/// The PostgreSQL event store. Clones share the pool, the append groups and the
+/// notification listener.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -65,6 +70,10 @@ impl PostgresStore {
         Self::connect_with(url, PostgresOptions::default()).await
     }
 
+    /// Connects with `options`, applies migrations, checks that commits are durable
+    /// (refusing `synchronous_commit=off` with [`StoreError::UnsafeDurability`]) and
+    /// starts listening for other nodes' appends. A server that refuses the
+    /// connection (a bad password, an unknown database) is [`StoreError::Unavailable`].
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidDatabaseUrl { url: redact(url), reason: e.to_string() })?;

@@ -36,7 +36,41 @@ impl<T, E, F> TransactionWork<T, E> for F where
 }
 
 /// Where read models are: the event store's own database, sharing its connections
-/// (on SQLite, its single writer).
+/// (on SQLite, its single writer). Get one from [`open`](crate::open). Projectors
+/// get a [`ReadModelTx`] from the projection runtime instead; this is for queries,
+/// schemas and work of one's own. Statements use `$1`, `$2`… on every backend.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("ordo-doc-readdb-{}", std::process::id()));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # let url = format!("sqlite://{}", dir.join("ordo.db").display());
+/// use ordo_store::{Column, ReadModelError};
+///
+/// #[derive(sqlx::FromRow)]
+/// struct Visits {
+///     page: String,
+///     count: i64,
+/// }
+///
+/// let db = ordo_store::open(&url).await?.read_db;
+/// db.transaction(|mut tx| {
+///     Box::pin(async move {
+///         tx.execute("CREATE TABLE IF NOT EXISTS visits (page TEXT PRIMARY KEY, count BIGINT NOT NULL)", &[]).await?;
+///         tx.execute("INSERT INTO visits (page, count) VALUES ($1, $2)", &["/".into(), 1_i64.into()]).await?;
+///         // Insert or update by key; `newer_by` keeps a row from moving backwards.
+///         let columns = [Column::Text("page", vec!["/".into()]), Column::Int("count", vec![2])];
+///         tx.upsert("visits", "page", &columns, Some("count")).await?;
+///         Ok::<_, ReadModelError>(())
+///     })
+/// })
+/// .await?;
+/// let rows: Vec<Visits> = db.fetch_all("SELECT page, count FROM visits WHERE page = $1", &["/".into()]).await?;
+/// assert_eq!((rows[0].page.as_str(), rows[0].count), ("/", 2));
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ReadDb {
     inner: Db,
@@ -66,7 +100,10 @@ impl ReadDb {
         }
     }
 
-    /// Runs `work` in one transaction and commits it if `work` succeeds.
+    /// Runs `work` in one transaction and commits it if `work` succeeds; an error
+    /// from `work` rolls everything back and is returned as it is. On SQLite the
+    /// transaction runs on the single writer, so keep it short and never append
+    /// events from inside it (the append would wait for the writer it holds).
     pub async fn transaction<T, E>(&self, work: impl TransactionWork<T, E>) -> Result<T, E>
     where
         T: Send + 'static,
@@ -161,7 +198,10 @@ impl ReadModelTx<'_> {
 
     /// Inserts rows, or updates the row with the same `key` — only where the new
     /// row's `newer_by` column is greater, if given, so that a row never moves
-    /// backwards. Every column must have one value per row.
+    /// backwards. Every column must have one value per row. `table`, `key`,
+    /// `newer_by` and the column names go into the SQL as they are: pass
+    /// identifiers of your own, never input. `key` must be the table's primary key
+    /// or carry a unique index.
     pub async fn upsert(
         &mut self,
         table: &str,

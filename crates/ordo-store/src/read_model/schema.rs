@@ -21,6 +21,7 @@ const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS ordo_schema_versions (
 pub struct Migration {
     /// From 1, in the order the steps apply; never reused or renumbered.
     pub version: i64,
+    /// What the step does, recorded beside its version.
     pub description: &'static str,
     /// Statements separated by `;`, in SQL that runs on every backend.
     pub sql: &'static str,

@@ -11,7 +11,9 @@ use super::ReadModelError;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum SqlValue {
+    /// A `BIGINT`, or `NULL`.
     Int(Option<i64>),
+    /// A `TEXT`, or `NULL`.
     Text(Option<String>),
     /// A list, for [`ReadModelTx::any_of`](crate::ReadModelTx::any_of).
     TextList(Vec<String>),
@@ -41,11 +43,14 @@ impl From<Option<String>> for SqlValue {
     }
 }
 
-/// One column of rows to upsert: its name and its values, one per row.
+/// One column of rows to upsert: its name and its values, one per row (see
+/// [`ReadModelTx::upsert`](crate::ReadModelTx::upsert)).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Column {
+    /// A `TEXT` column: its name, and a value per row.
     Text(&'static str, Vec<String>),
+    /// A `BIGINT` column: its name, and a value per row.
     Int(&'static str, Vec<i64>),
 }
 

@@ -1,6 +1,7 @@
 //! The SQLite backend: the embedded default. One writer task owns the write
-//! connection (see [`writer`]); reads use a pool of their own, which WAL lets run
-//! beside the writer. Rowid order is commit order, because SQLite has one writer.
+//! connection (the private `writer` module); reads use a pool of their own, which
+//! WAL lets run beside the writer. Rowid order is commit order, because SQLite has
+//! one writer.
 
 #[cfg(feature = "baseline")]
 pub(crate) mod baseline;
@@ -31,7 +32,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/stor
 /// How long a connection waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The SQLite event store.
+/// The SQLite event store. Clones share the writer task and the read pool. Another
+/// store on the same file (in this process or another) takes turns at SQLite's
+/// write lock, and a write that waits for it longer than 5 s fails with
+/// [`StoreError::Locked`].
 #[derive(Clone)]
 pub struct SqliteStore {
     /// How every connection to the file is opened (for baselines with the same durability).

@@ -12,7 +12,9 @@ use crate::postgres::PostgresStore;
 use crate::sqlite::SqliteStore;
 use crate::{AppendRequest, Backend, Database, EventStore, StoreError};
 
-/// A database that lives as long as one test.
+/// A database that lives as long as one test: a SQLite file in a temporary directory
+/// (removed when the last clone drops), or a PostgreSQL database that [`run`] drops.
+/// Its methods panic where a test should fail (the database cannot be opened).
 #[derive(Clone)]
 pub struct TestDatabase {
     backend: Backend,
@@ -33,7 +35,8 @@ enum Cleanup {
 impl TestDatabase {
     /// Creates the database, or says why it cannot: `None` means "skip", and has
     /// already been reported on the terminal. With `REQUIRE_POSTGRES=1` a PostgreSQL
-    /// test that would skip panics instead.
+    /// test that would skip panics instead. A PostgreSQL database is created under
+    /// `DATABASE_URL` with a random name; [`run`] drops it after the test.
     pub async fn create(backend: Backend, test: &str) -> Option<Self> {
         match backend {
             Backend::Sqlite => {
@@ -66,6 +69,7 @@ impl TestDatabase {
         Some(Self { backend: Backend::Postgres, url: url.to_string(), cleanup: Cleanup::Postgres { admin_url, name } })
     }
 
+    /// Which backend the database is on.
     pub fn backend(&self) -> Backend {
         self.backend
     }
