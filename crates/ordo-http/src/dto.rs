@@ -44,6 +44,9 @@ pub struct OrderView {
     #[schema(inline)]
     pub status: OrderStatusName,
     pub items: Vec<ItemView>,
+    /// 0 without a discount.
+    pub discount_percent: u8,
+    /// The amount due: the items' subtotal less the discount.
     pub total_cents: i64,
     pub version: u64,
     pub updated_at: chrono::DateTime<chrono::Utc>,

@@ -4,7 +4,7 @@
 //! `{id}` is a UUID, answers name it `order_id`.
 
 use ordo_orders::values::{
-    CancelReason, CustomerId, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice, ValidationError,
+    CancelReason, CustomerId, DiscountPercent, PaymentRef, Quantity, Sku, TrackingNumber, UnitPrice, ValidationError,
 };
 use ordo_orders::{Order, OrderCommand};
 use serde::Deserialize;
@@ -26,6 +26,7 @@ pub fn routes() -> Vec<CommandRoute> {
         command_route::<CreateOrderBody>(),
         command_route::<AddItemBody>(),
         command_route::<RemoveItemRequest>(),
+        command_route::<DiscountBody>(),
         command_route::<PlaceBody>(),
         command_route::<PayBody>(),
         command_route::<ShipBody>(),
@@ -151,6 +152,24 @@ impl HttpCommand for RemoveItemRequest {
             .description(Some("The SKU to remove"))
             .schema(Some(sku.pattern(Some(TEXT))));
         vec![sku.build()]
+    }
+}
+
+/// `POST /orders/{id}/discount`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DiscountBody {
+    #[schema(minimum = 1, maximum = 50)]
+    pub percent: i64,
+}
+
+impl HttpCommand for DiscountBody {
+    type Aggregate = Order;
+    const PATH: &'static str = "/orders/{id}/discount";
+    const OPERATION_ID: &'static str = "apply_discount";
+    const SUMMARY: &'static str = "Take a percentage off the amount due (draft only, once)";
+
+    fn into_command(self, _: &CommandPath) -> Result<OrderCommand, FieldErrors> {
+        Ok(OrderCommand::ApplyDiscount { percent: DiscountPercent::new(self.percent)? })
     }
 }
 

@@ -120,6 +120,7 @@ fn order_view(summary: OrderSummary) -> Result<OrderView, ApiError> {
             .into_iter()
             .map(|i| ItemView { sku: i.sku, quantity: i.quantity, unit_price_cents: i.unit_price_cents })
             .collect(),
+        discount_percent: summary.discount_percent,
         total_cents: summary.total_cents,
         version: summary.version,
         updated_at: summary.updated_at,
