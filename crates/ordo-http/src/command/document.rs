@@ -127,34 +127,62 @@ fn result_schema<A: HttpAggregate>() -> Schema {
     Schema::Object(object.build())
 }
 
-/// Links from each route that creates an aggregate to every operation whose path
-/// names the created one (`/orders` → `/orders/{id}…`), with the id taken from the
-/// answer.
+/// Links from each command route to the operations under its path (`/orders` →
+/// `/orders/{id}…`, `/stock/{sku}/reservations` → `…/{reservation_id}…`), each
+/// parameter taken from the answer (the aggregate's id), the request's path, or the
+/// request body's field of that name; an operation with a parameter none of them
+/// gives is not linked.
 pub fn add_links(openapi: &mut OpenApi, routes: &[CommandRoute]) {
-    for route in routes.iter().filter(|r| r.creates) {
-        let prefix = format!("{}/{{{}}}", route.path, route.id_param);
+    for route in routes {
+        let under = format!("{}/", route.path);
+        let fields = (route.body_fields)();
         let mut links = Vec::new();
-        for (path, item) in &openapi.paths.paths {
-            if !(path == &prefix || path.starts_with(&format!("{prefix}/"))) {
-                continue;
-            }
+        for (path, item) in openapi.paths.paths.iter().filter(|(path, _)| path.starts_with(&under)) {
+            let sources = template_params(path).map(|name| Some((name, source(route, &fields, name)?)));
+            let Some(parameters) = sources.collect::<Option<Vec<_>>>() else { continue };
             let operations = [&item.get, &item.post, &item.delete];
             for id in operations.into_iter().flatten().filter_map(|o| o.operation_id.clone()) {
                 // utoipa 5.5 writes `Link::operation_id` as `operation_id`, not as
                 // OpenAPI's `operationId`: the field goes in as a flattened extension.
                 let operation_id: Extensions = [("operationId", id.clone())].into_iter().collect();
-                let link = LinkBuilder::new()
+                let mut link = LinkBuilder::new()
                     .extensions(Some(operation_id))
-                    .parameter(route.id_param, format!("$response.body#/{}", route.id_field))
-                    .description(format!("{path} of the created one"));
+                    .description(format!("{path}, of what the command answered"));
+                for (name, source) in &parameters {
+                    link = link.parameter(*name, source.clone());
+                }
                 links.push((id, link.build()));
             }
         }
         let Some(item) = openapi.paths.paths.get_mut(route.path) else { continue };
-        let Some(operation) = item.post.as_mut() else { continue };
-        let Some(RefOr::T(created)) = operation.responses.responses.get_mut("201") else { continue };
+        let operation = match route.method {
+            CommandMethod::Post => item.post.as_mut(),
+            CommandMethod::Delete => item.delete.as_mut(),
+        };
+        let status = if route.creates { "201" } else { "200" };
+        let Some(RefOr::T(success)) = operation.and_then(|o| o.responses.responses.get_mut(status)) else { continue };
         for (id, link) in links {
-            created.links.insert(id, RefOr::T(link));
+            success.links.insert(id, RefOr::T(link));
         }
+    }
+}
+
+/// Where a link from `route` takes parameter `name` from.
+fn source(route: &CommandRoute, body_fields: &[String], name: &str) -> Option<String> {
+    if name == route.id_param {
+        Some(format!("$response.body#/{}", route.id_field))
+    } else if template_params(route.path).any(|param| param == name) {
+        Some(format!("$request.path.{name}"))
+    } else {
+        body_fields.iter().any(|field| field == name).then(|| format!("$request.body#/{name}"))
+    }
+}
+
+/// The top-level fields of `B`'s body.
+pub(super) fn body_fields<B: HttpCommand>() -> Vec<String> {
+    match (B::BODY, B::schema()) {
+        (BodyKind::None, _) => Vec::new(),
+        (_, RefOr::T(Schema::Object(object))) => object.properties.keys().cloned().collect(),
+        _ => Vec::new(),
     }
 }

@@ -25,9 +25,11 @@ use crate::AppState;
 /// A command route, ready to be mounted and documented.
 pub struct CommandRoute {
     pub path: &'static str,
+    pub(super) method: CommandMethod,
     pub(super) creates: bool,
     pub(super) id_param: &'static str,
     pub(super) id_field: &'static str,
+    pub(super) body_fields: fn() -> Vec<String>,
     mount: fn(&Handlers) -> MethodRouter<AppState>,
     document: fn(&mut OpenApi),
 }
@@ -36,9 +38,11 @@ pub struct CommandRoute {
 pub fn command_route<B: HttpCommand>() -> CommandRoute {
     CommandRoute {
         path: B::PATH,
+        method: B::METHOD,
         creates: B::CREATES,
         id_param: B::Aggregate::ID_PARAM,
         id_field: B::Aggregate::ID_FIELD,
+        body_fields: super::document::body_fields::<B>,
         mount: mount::<B>,
         document: super::document::add::<B>,
     }
