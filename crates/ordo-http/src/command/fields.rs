@@ -19,6 +19,7 @@ impl FieldErrors {
         self.0.extend(other.0);
     }
 
+    /// The refused fields, in the order they were found.
     pub fn into_vec(self) -> Vec<FieldError> {
         self.0
     }

@@ -54,7 +54,9 @@ pub trait HttpAggregate: Aggregate {
 /// The HTTP method of a command route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandMethod {
+    /// `POST`: most commands.
     Post,
+    /// `DELETE`: a command that removes something the path names.
     Delete,
 }
 
@@ -91,13 +93,16 @@ pub trait HttpCommand: DeserializeOwned + ToSchema + Send + 'static {
     type Aggregate: HttpAggregate;
     /// The route's template; the aggregate's id is the `{ID_PARAM}` parameter.
     const PATH: &'static str;
+    /// `POST` unless said otherwise.
     const METHOD: CommandMethod = CommandMethod::Post;
+    /// A JSON body, required, unless said otherwise.
     const BODY: BodyKind = BodyKind::Json;
     /// Whether it creates the aggregate: 201 with `Location: {PATH}/{id}`, and the
     /// id comes from [`HttpCommand::aggregate_id`] since the path has none.
     const CREATES: bool = false;
-    /// The OpenAPI operation's id (`apply_discount`) and one-line summary.
+    /// The OpenAPI operation's id (`apply_discount`).
     const OPERATION_ID: &'static str;
+    /// The OpenAPI operation's one-line summary.
     const SUMMARY: &'static str;
     /// Descriptions of statuses that say more than the generic ones (`409`: which
     /// rules), or statuses the generic ones lack.

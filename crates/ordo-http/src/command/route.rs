@@ -24,6 +24,7 @@ use crate::AppState;
 
 /// A command route, ready to be mounted and documented.
 pub struct CommandRoute {
+    /// The route's template (`/orders/{id}/discount`).
     pub path: &'static str,
     pub(super) method: CommandMethod,
     pub(super) creates: bool,
@@ -68,6 +69,7 @@ pub struct Handlers {
 }
 
 impl Handlers {
+    /// Handlers on `store`, none made yet.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self { store, by_aggregate: Arc::default() }
     }
