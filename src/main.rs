@@ -59,7 +59,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => {
-            let runtime = projections::runtime(&cli.database_url).await?;
+            let runtime = projections::runtime(&cli.database_url, projections::ProcessManagers::Off).await?;
             runtime.prepare().await.context("could not create the read models' tables")?;
             println!("migrations applied");
             Ok(())

@@ -5,6 +5,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use ordo_projection::{ProjectionRuntime, RunnerConfig};
 use ordo_store::StreamId;
+use std::sync::Arc;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -21,17 +22,34 @@ pub enum Command {
     },
 }
 
-/// The runtime with every projector Ordo ships, on the database at `url`, with every
-/// schema in place: the event store's, then the projection runtime's.
-pub async fn runtime(url: &str) -> anyhow::Result<ProjectionRuntime> {
+/// The process managers a runtime runs beside the projectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessManagers {
+    /// None: the contract's order flow exactly as written.
+    Off,
+    /// Order fulfillment (`ordo_inventory::fulfillment`): placed orders reserve
+    /// stock, and an order short of stock is cancelled.
+    Fulfillment,
+}
+
+/// The runtime with every projector Ordo ships (orders, stock levels) and the chosen
+/// process managers, on the database at `url`, with every schema in place: the event
+/// store's, then the projection runtime's.
+pub async fn runtime(url: &str, process_managers: ProcessManagers) -> anyhow::Result<ProjectionRuntime> {
     let database = ordo_store::open(url).await.context("could not open the database")?;
-    ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default())
+    let mut projectors = ordo_orders::projectors();
+    projectors.extend(ordo_inventory::projectors());
+    let reactors = match process_managers {
+        ProcessManagers::Off => Vec::new(),
+        ProcessManagers::Fulfillment => ordo_inventory::fulfillment::reactors(Arc::clone(&database.store)),
+    };
+    ProjectionRuntime::open_with(database, projectors, reactors, RunnerConfig::default())
         .await
         .context("could not prepare the projection runtime's schema")
 }
 
 pub async fn run(url: &str, command: Command) -> anyhow::Result<()> {
-    let runtime = runtime(url).await?;
+    let runtime = runtime(url, ProcessManagers::Off).await?;
     match command {
         Command::List => list(&runtime).await,
         Command::Rebuild { name, stream: Some(stream) } => {

@@ -1,12 +1,15 @@
-//! `ordo serve`: opens the store, runs the projectors and the idempotency purge,
-//! serves the HTTP API, and on SIGINT/SIGTERM stops taking connections, lets
-//! in-flight requests finish, then stops the projectors at a batch boundary.
+//! `ordo serve`: opens the store, runs the projectors (and, when switched on, the
+//! order-fulfillment process manager) and the idempotency purge, serves the HTTP
+//! API, and on SIGINT/SIGTERM stops taking connections, lets in-flight requests
+//! finish, then stops the projectors at a batch boundary.
 
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::projections::ProcessManagers;
 
 /// `ordo serve`'s settings (flags, or the environment).
 #[derive(clap::Args, Debug)]
@@ -39,6 +42,13 @@ pub struct ServeArgs {
     /// Longest `GET /orders/{id}?min_version=N` waits for the read model, in milliseconds.
     #[arg(long, env = "ORDO_MIN_VERSION_WAIT_MS", default_value_t = 5_000)]
     min_version_wait_ms: u64,
+    /// Runs the order-fulfillment process manager: a placed order reserves its items'
+    /// stock and is cancelled (with the reason) when one is short; a cancelled order
+    /// releases its reservations, a shipped one commits them. Off by default: the
+    /// order flow is then exactly the contract's. `ORDO_FULFILLMENT` takes 1/0,
+    /// true/false, yes/no or on/off.
+    #[arg(long, env = "ORDO_FULFILLMENT", value_parser = clap::builder::BoolishValueParser::new())]
+    fulfillment: bool,
 }
 
 impl ServeArgs {
@@ -63,14 +73,15 @@ pub async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     // server gracefully, not kill it with the default action.
     let mut shutdown = ShutdownSignal::listen()?;
     let metrics = ordo_http::install_metrics();
-    let runtime = crate::projections::runtime(url).await?;
+    let process_managers = if args.fulfillment { ProcessManagers::Fulfillment } else { ProcessManagers::Off };
+    let runtime = crate::projections::runtime(url, process_managers).await?;
     runtime.start().await.context("could not start the projectors")?;
     let purge = ordo_core::spawn_idempotency_purge(std::sync::Arc::clone(runtime.store()), Duration::from_secs(60));
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
     let api = ordo_http::Api::new(runtime.clone(), args.http_config(), metrics);
-    tracing::info!(backend = %runtime.store().backend(), %address, "ordo is running");
+    tracing::info!(backend = %runtime.store().backend(), %address, ?process_managers, "ordo is running");
     // Scripts and tests read the port from this line (with `--bind 127.0.0.1:0`).
     println!("listening on {address}");
     let _ = std::io::stdout().flush();

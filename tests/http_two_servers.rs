@@ -475,7 +475,10 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
     let movers = checkpoint_movers(&mut conn).await;
     for name in &names {
         let moved: Vec<_> = movers.iter().filter(|m| m.0 == *name).collect();
-        assert!(!moved.is_empty(), "{name}'s checkpoint never moved");
+        // Only the orders' read model has events to apply in this test.
+        if name == "order_summaries" {
+            assert!(!moved.is_empty(), "{name}'s checkpoint never moved");
+        }
         let holder = locks.iter().find(|l| (l.0, l.1) == lease_lock(name)).unwrap();
         for (_, pid, app, moves) in moved {
             assert_eq!(
@@ -516,7 +519,11 @@ async fn two_servers_race_on_shared_orders(db: TestDatabase) {
             all.as_array()
                 .unwrap()
                 .iter()
-                .all(|p| p["status"] == "running" && p["lag"] == 0 && p["position"].as_u64().unwrap() >= max_position)
+                .all(|p| {
+                    // A projector with no events to apply here (stock levels) stays at 0.
+                    let reached = p["name"] != "order_summaries" || p["position"].as_u64().unwrap() >= max_position;
+                    p["status"] == "running" && p["lag"] == 0 && reached
+                })
                 .then_some(())
         })
         .await;

@@ -103,6 +103,13 @@ pub trait Aggregate: Default + Clone + Send + Sync + Serialize + DeserializeOwne
     /// How a rejection should be told apart by callers (and mapped to a status).
     fn rejection_kind(rejection: &Self::Rejection) -> RejectionKind;
 
+    /// A short, stable, machine-readable code for `rejection` (`insufficient_stock`),
+    /// for clients to match on. The default is its kind's
+    /// ([`RejectionKind::code`]); override it to tell rejections of one kind apart.
+    fn rejection_code(rejection: &Self::Rejection) -> &'static str {
+        Self::rejection_kind(rejection).code()
+    }
+
     /// A short, stable name for `command` in logs, traces and metrics (`add_item`).
     /// The default is the aggregate's category.
     fn command_name(command: &Self::Command) -> &'static str {
@@ -122,6 +129,24 @@ pub enum RejectionKind {
     RuleViolation,
     /// The command's values are out of bounds (an overflowing total, say).
     Invalid,
+}
+
+impl RejectionKind {
+    /// The kind's code, the default of [`Aggregate::rejection_code`].
+    ///
+    /// ```
+    /// use ordo_core::RejectionKind;
+    /// assert_eq!(RejectionKind::RuleViolation.code(), "rule_violation");
+    /// assert_eq!(RejectionKind::Invalid.code(), "validation_failed");
+    /// ```
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectionKind::NotFound => "not_found",
+            RejectionKind::AlreadyExists => "already_exists",
+            RejectionKind::RuleViolation => "rule_violation",
+            RejectionKind::Invalid => "validation_failed",
+        }
+    }
 }
 
 /// An event type of an aggregate, stored as `(type name, schema version, JSON data)`.

@@ -3,6 +3,7 @@
 //! idempotency key), the committed result, and why a command did not commit.
 
 use ordo_store::{EventMetadata, ExpectedVersion, Position, StoreError, StreamId, Version};
+use serde::{Deserialize, Serialize};
 
 use crate::{Aggregate, CodecError, IdempotencyKey};
 
@@ -121,6 +122,16 @@ pub enum CommandError<R> {
         /// idempotency key.
         replayed: bool,
     },
+    /// The caller refused the command's input before it became a command
+    /// ([`CommandHandler::refuse_input`](crate::CommandHandler::refuse_input)).
+    #[error("invalid input: {}", describe(errors))]
+    InvalidInput {
+        /// Each refused field.
+        errors: Vec<FieldError>,
+        /// True when this is the recorded answer to an earlier request with the same
+        /// idempotency key.
+        replayed: bool,
+    },
     /// Other writers kept winning until the retry policy ran out; nothing was
     /// appended, and sending the command again may succeed.
     #[error("gave up after {attempts} attempts lost to concurrent writers")]
@@ -163,6 +174,19 @@ impl<R> CommandError<R> {
             _ => false,
         }
     }
+}
+
+/// One refused field of a command's input: which, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// The field, as the caller's input names it (`quantity`).
+    pub field: String,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+fn describe(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
 }
 
 /// What the handler answers.

@@ -18,7 +18,7 @@ use crate::codec::{decode_event, encode_event, CodecError};
 use crate::command::Outcome;
 use crate::idempotency::RecordedOutcome;
 use crate::locks::StripedLocks;
-use crate::{Aggregate, CommandError, CommandRequest, Committed, Expectation, IdempotencyKey, RetryPolicy};
+use crate::{Aggregate, CommandError, CommandRequest, Committed, Expectation, FieldError, IdempotencyKey, RetryPolicy};
 
 /// How the handler behaves; every field has a sensible default.
 #[derive(Clone, Debug)]
@@ -90,7 +90,12 @@ enum Decision<A: Aggregate> {
 /// A command refused without appending anything.
 enum Refusal<R> {
     Rejected(R),
-    WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
+    WrongExpectedVersion {
+        expected: ExpectedVersion,
+        actual: Version,
+    },
+    /// Input the caller refused before it became a command.
+    InvalidInput(Vec<FieldError>),
 }
 
 impl<R: Clone> Refusal<R> {
@@ -100,6 +105,7 @@ impl<R: Clone> Refusal<R> {
             &Refusal::WrongExpectedVersion { expected, actual } => {
                 RecordedOutcome::WrongExpectedVersion { expected, actual }
             }
+            Refusal::InvalidInput(errors) => RecordedOutcome::InvalidInput { errors: errors.clone() },
         }
     }
 
@@ -109,6 +115,7 @@ impl<R: Clone> Refusal<R> {
             Refusal::WrongExpectedVersion { expected, actual } => {
                 CommandError::WrongExpectedVersion { expected, actual, replayed }
             }
+            Refusal::InvalidInput(errors) => CommandError::InvalidInput { errors, replayed },
         }
     }
 }
@@ -275,14 +282,42 @@ impl<A: Aggregate> CommandHandler<A> {
         let started = Instant::now();
         let mut attempts = 0;
         let outcome = self.run(request, started, &mut attempts).await;
-        let label = match &outcome {
+        self.count(&outcome, started, attempts);
+        outcome
+    }
+
+    /// Refuses a command whose input the caller found invalid before it could become
+    /// a command (a quantity out of bounds, say): the answer is
+    /// [`CommandError::InvalidInput`] with `errors`. Under `key` the refusal is
+    /// recorded like any rejection, so a retry gets it replayed and another request
+    /// with the key is [`CommandError::IdempotencyKeyReused`]; an outcome already
+    /// recorded under the key is the answer instead. Only this crate knows the
+    /// record's format.
+    pub async fn refuse_input(&self, key: Option<&IdempotencyKey>, errors: Vec<FieldError>) -> Outcome<A> {
+        let started = Instant::now();
+        let outcome = match self.recorded(key).await {
+            Some(recorded) => recorded,
+            None => self.refuse(key, Refusal::InvalidInput(errors)).await,
+        };
+        self.count(&outcome, started, 0);
+        outcome
+    }
+
+    /// Records what became of a command on the current span and in the metrics.
+    fn count(&self, outcome: &Outcome<A>, started: Instant, attempts: u32) {
+        let label = match outcome {
             Ok(c) if c.replayed => "replayed",
             Ok(_) => "committed",
             Err(
                 CommandError::Rejected { replayed: true, .. }
-                | CommandError::WrongExpectedVersion { replayed: true, .. },
+                | CommandError::WrongExpectedVersion { replayed: true, .. }
+                | CommandError::InvalidInput { replayed: true, .. },
             ) => "replayed",
-            Err(CommandError::Rejected { .. } | CommandError::WrongExpectedVersion { .. }) => "rejected",
+            Err(
+                CommandError::Rejected { .. }
+                | CommandError::WrongExpectedVersion { .. }
+                | CommandError::InvalidInput { .. },
+            ) => "rejected",
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(_) => "error",
         };
@@ -292,7 +327,6 @@ impl<A: Aggregate> CommandHandler<A> {
         self.counters.commands.fetch_add(1, Ordering::Relaxed);
         counter!("ordo_commands_total", "aggregate" => A::CATEGORY, "outcome" => label).increment(1);
         histogram!("ordo_command_duration_seconds", "aggregate" => A::CATEGORY).record(started.elapsed());
-        outcome
     }
 
     async fn run(&self, request: CommandRequest<A::Command>, started: Instant, attempts: &mut u32) -> Outcome<A> {
@@ -583,6 +617,7 @@ impl<A: Aggregate> CommandHandler<A> {
             (RecordedOutcome::WrongExpectedVersion { expected, actual }, _) => {
                 Err(Refusal::WrongExpectedVersion { expected, actual }.into_error(true))
             }
+            (RecordedOutcome::InvalidInput { errors }, _) => Err(Refusal::InvalidInput(errors).into_error(true)),
         })
     }
 

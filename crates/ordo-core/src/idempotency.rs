@@ -2,6 +2,8 @@
 //! that a retry gets the same answer.
 
 use ordo_store::{EventStore, ExpectedVersion, Version};
+
+use crate::FieldError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,8 @@ pub(crate) enum RecordedOutcome<R> {
     Rejected { rejection: R },
     /// A pinned expected version did not match.
     WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
+    /// The input was refused before it became a command.
+    InvalidInput { errors: Vec<FieldError> },
 }
 
 /// Deletes expired idempotency records every `every` (the first time at once), until

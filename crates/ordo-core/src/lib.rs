@@ -23,7 +23,7 @@ pub mod testkit;
 
 pub use aggregate::{Aggregate, DomainEvent, RejectionKind, UpcastError};
 pub use codec::{decode_event, encode_event, CodecError};
-pub use command::{CommandError, CommandRequest, Committed, Expectation, Outcome};
+pub use command::{CommandError, CommandRequest, Committed, Expectation, FieldError, Outcome};
 pub use handler::{CommandHandler, HandlerConfig, HandlerStats};
 pub use idempotency::{spawn_idempotency_purge, IdempotencyKey, InvalidIdempotencyKey};
 pub use retry::RetryPolicy;

@@ -7,7 +7,7 @@
 
 mod support;
 
-use ordo_core::{encode_event, CommandError, CommandRequest, HandlerConfig};
+use ordo_core::{encode_event, CommandError, CommandRequest, FieldError, HandlerConfig};
 use ordo_store::testing::{backend_test, TestDatabase};
 use ordo_store::{AppendRequest, ExpectedVersion, IdempotencyRecord};
 use serde_json::json;
@@ -90,6 +90,34 @@ async fn rejections_are_recorded_and_replayed(db: TestDatabase) {
         );
     }
     assert_eq!(versions(&*store, "k3").await, vec![1], "the refused command wrote nothing");
+}
+
+/// Input refused before it became a command is recorded under its key by the handler
+/// (whose record format nobody else knows): the same request gets the same refusal
+/// back, replayed, from any node; another request with the key is refused; without a
+/// key nothing is recorded.
+#[backend_test]
+async fn refused_input_is_recorded_and_replayed(db: TestDatabase) {
+    let store = db.store().await;
+    let h = node(&store, HandlerConfig::default());
+    let errors = vec![FieldError { field: "quantity".into(), message: "must be 1 to 10".into() }];
+    let first = h.refuse_input(Some(&key("k5", "f")), errors.clone()).await;
+    assert!(matches!(&first, Err(CommandError::InvalidInput { errors: e, replayed: false }) if *e == errors));
+    for answering in [Arc::clone(&h), node(&store, HandlerConfig::default())] {
+        let again = answering.refuse_input(Some(&key("k5", "f")), errors.clone()).await;
+        assert!(matches!(&again, Err(CommandError::InvalidInput { errors: e, replayed: true }) if *e == errors));
+        // The handler that runs commands finds the same record.
+        let keyed = CommandRequest::new("k5", open(10)).with_idempotency(key("k5", "f"));
+        let replay = answering.handle(keyed).await;
+        assert!(matches!(&replay, Err(CommandError::InvalidInput { replayed: true, .. })), "{replay:?}");
+    }
+    let reused = h.handle(CommandRequest::new("k5", open(10)).with_idempotency(key("k5", "other"))).await;
+    assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)), "{reused:?}");
+    let reused = h.refuse_input(Some(&key("k5", "other")), errors.clone()).await;
+    assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)), "{reused:?}");
+    let unkeyed = h.refuse_input(None, errors.clone()).await;
+    assert!(matches!(unkeyed, Err(CommandError::InvalidInput { replayed: false, .. })));
+    assert!(versions(&*store, "k5").await.is_empty(), "a refusal writes no events");
 }
 
 /// A command's transaction that dies before commit (its connection or process is

@@ -1,7 +1,6 @@
-//! The JSON shapes of the API, as the wire and the OpenAPI document see them. Request
-//! bodies hold raw values (strings, integers); `domain` checks them into the domain's
-//! value types and reports each bad field. Text fields are documented without control
-//! characters (`pattern`), as the checked values refuse them.
+//! The JSON shapes of the API's answers, as the wire and the OpenAPI document see
+//! them. (Command request bodies live with their commands in `domain`; a command's
+//! answer is built by `command`.)
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,66 +27,6 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// `POST /orders`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreateOrderBody {
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub customer_id: String,
-    /// Chosen by the server when absent.
-    #[serde(default)]
-    #[schema(format = Uuid)]
-    pub order_id: Option<String>,
-}
-
-/// `POST /orders/{id}/items`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct AddItemBody {
-    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub sku: String,
-    #[schema(minimum = 1, maximum = 10000)]
-    pub quantity: i64,
-    #[schema(minimum = 0, maximum = 100000000)]
-    pub unit_price_cents: i64,
-}
-
-/// `POST /orders/{id}/pay`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct PayBody {
-    pub amount_cents: i64,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub payment_ref: Option<String>,
-}
-
-/// `POST /orders/{id}/ship`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ShipBody {
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub tracking_number: String,
-}
-
-/// `POST /orders/{id}/cancel`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CancelBody {
-    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
-    pub reason: String,
-}
-
-/// `POST /orders/{id}/place` and `/deliver`: `{}` or no body at all.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct EmptyBody {}
-
-/// What every command answers with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CommandResult {
-    #[schema(format = Uuid)]
-    pub order_id: String,
-    /// The order's stream version after the command (also the `ETag`).
-    pub version: u64,
-    /// The global position of the last event the command appended.
-    pub position: u64,
-}
-
 /// One line of an order.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ItemView {
@@ -105,6 +44,9 @@ pub struct OrderView {
     #[schema(inline)]
     pub status: OrderStatusName,
     pub items: Vec<ItemView>,
+    /// 0 without a discount.
+    pub discount_percent: u8,
+    /// The amount due: the items' subtotal less the discount.
     pub total_cents: i64,
     pub version: u64,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -219,4 +161,18 @@ pub struct RebuildAccepted {
 pub struct Health {
     /// `ok` or `ready`.
     pub status: String,
+}
+
+/// A SKU's stock, from the `stock_levels` read model.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StockLevelView {
+    pub sku: String,
+    /// Units in the warehouse, reserved or not.
+    pub on_hand: i64,
+    /// Units held by reservations.
+    pub reserved: i64,
+    /// On hand less reserved: what a reservation may still take.
+    pub available: i64,
+    /// The version of the SKU's stream it reflects (also the `ETag`).
+    pub version: u64,
 }

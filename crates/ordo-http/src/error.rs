@@ -46,6 +46,8 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("the order does not exist")]
     OrderNotFound { replayed: bool },
+    #[error("no stock item for SKU {0:?}: it was never restocked")]
+    StockItemNotFound(String),
     #[error("no projection named {0:?}")]
     ProjectionNotFound(String),
     /// The aggregate refused the command (a domain outcome, possibly replayed).
@@ -62,8 +64,9 @@ pub enum ApiError {
     IdempotencyKeyInFlight,
     #[error("{0} is already being rebuilt")]
     RebuildInProgress(String),
-    #[error("the read model has not reached version {min_version} of the order yet; retry")]
-    ProjectionLagging { min_version: u64 },
+    /// `what`: the order, the stock item.
+    #[error("the read model has not reached version {min_version} of the {what} yet; retry")]
+    ProjectionLagging { what: &'static str, min_version: u64 },
     #[error("this route needs Authorization: Bearer <admin token>")]
     Unauthorized,
     #[error("admin routes are disabled: no admin token is configured")]
@@ -123,6 +126,7 @@ impl ApiError {
             Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             OrderNotFound { .. } => (StatusCode::NOT_FOUND, "order_not_found"),
+            StockItemNotFound(_) => (StatusCode::NOT_FOUND, "stock_item_not_found"),
             ProjectionNotFound(_) => (StatusCode::NOT_FOUND, "projection_not_found"),
             Rejected { kind, code, .. } => {
                 let status = match kind {

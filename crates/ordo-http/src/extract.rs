@@ -1,6 +1,7 @@
 //! Extractors that turn the parts of a request into checked values, each refusing
-//! with an `ApiError` (so with problem+json): JSON bodies, the order id in the path,
-//! `If-Match`/`If-None-Match`, and `Idempotency-Key`.
+//! with an `ApiError` (so with problem+json): the order id in the path,
+//! `If-Match`/`If-None-Match`, `Idempotency-Key` and query strings; and the reading
+//! of JSON bodies that command routes build on.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -16,52 +17,8 @@ use crate::fingerprint::canonical;
 /// Longest `Idempotency-Key` accepted, in characters (the contract's bound).
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
-/// A required JSON body: the typed value, or why the JSON does not fit the type
-/// (kept for the handler, which records that refusal under an idempotency key like
-/// any other), and the canonical JSON it came from (for fingerprints).
-pub struct JsonBody<T> {
-    pub value: Result<T, ApiError>,
-    pub canonical: Value,
-}
-
-/// A JSON body that may also be absent (`{}` or nothing); absent reads as `{}`.
-pub struct OptionalJsonBody<T> {
-    pub value: Result<T, ApiError>,
-    pub canonical: Value,
-}
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let json = is_json(req.headers());
-        let bytes = read_body(req, state).await?;
-        if !json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let (value, canonical) = parse(&bytes)?;
-        Ok(Self { value, canonical })
-    }
-}
-
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let json = is_json(req.headers());
-        let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self { value: Ok(T::default()), canonical: Value::Object(serde_json::Map::new()) });
-        }
-        if !json {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let (value, canonical) = parse(&bytes)?;
-        Ok(Self { value, canonical })
-    }
-}
-
-async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+/// The whole body; one over the limit is a 413.
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
@@ -72,44 +29,44 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 }
 
 /// `application/json`, or any `application/*+json`, with any parameters.
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
     let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<(Result<T, ApiError>, Value), ApiError> {
+/// The body parsed as JSON and made canonical (for fingerprints); not JSON is a 400.
+pub(crate) fn canonical_json(bytes: &[u8]) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let canonical = canonical(value);
-    let typed = T::deserialize(&canonical)
-        .map_err(|e| ApiError::invalid(vec![crate::dto::FieldError { field: "body".into(), message: e.to_string() }]));
-    Ok((typed, canonical))
+    Ok(canonical(value))
 }
 
-/// `{id}` (a UUID, normalized to its lowercase hyphenated form) and, on item routes,
-/// `{sku}`.
+/// `{id}`: a UUID (written in its lowercase hyphenated form).
 pub struct OrderPath {
     pub id: Uuid,
-    pub sku: Option<String>,
-}
-
-impl OrderPath {
-    /// The id as the API writes it.
-    pub fn id(&self) -> String {
-        self.id.hyphenated().to_string()
-    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for OrderPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(mut params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        let raw = PathParam::from_request_parts(parts, state).await?.0;
+        let id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidOrderId(raw.clone()))?;
+        Ok(Self { id })
+    }
+}
+
+/// The one parameter of a path (`{sku}` of `/stock/{sku}`), percent-decoded.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::InvalidPath(e.body_text()))?;
-        let raw = params.remove("id").unwrap_or_default();
-        let id = Uuid::try_parse(&raw).map_err(|_| ApiError::InvalidOrderId(raw.clone()))?;
-        Ok(Self { id, sku: params.remove("sku") })
+        Ok(Self(params.into_values().next().unwrap_or_default()))
     }
 }
 

@@ -1,11 +1,13 @@
 //! Ordo's HTTP API (axum): the commands, queries and operations of the contract in
-//! `api-contract.md`, with problem+json errors, `ETag`/`If-Match` preconditions,
-//! idempotency keys, read-your-writes, OpenAPI, health, metrics, and protection
-//! against overload.
+//! `api-contract.md` (and the inventory's, `docs/http.md`), with problem+json errors,
+//! `ETag`/`If-Match` preconditions, idempotency keys, read-your-writes, OpenAPI,
+//! health, metrics, and protection against overload.
 //!
 //! **Architecture Invariant:** only this crate knows HTTP; it reaches the library
-//! crates through `domain` alone.
+//! crates through `domain` (the domains' commands and queries) and `command` (the
+//! generic command route, which knows only `ordo-core`'s generic command API).
 
+mod command;
 mod config;
 mod domain;
 mod dto;
@@ -18,7 +20,7 @@ mod request_id;
 mod routes;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use ordo_projection::ProjectionRuntime;
@@ -30,8 +32,9 @@ use tokio::net::TcpListener;
 pub use config::{HttpConfig, RateLimit, BODY_LIMIT_DEFAULT};
 pub use error::ApiError;
 
+use command::Handlers;
 use domain::Domain;
-use routes::{commands, ops, queries};
+use routes::{ops, queries};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -45,31 +48,30 @@ pub struct AppState {
 /// The API over a projection runtime (its store and read models).
 pub struct Api {
     state: AppState,
+    /// One command handler per aggregate, shared by its routes.
+    handlers: Handlers,
 }
 
 impl Api {
     /// `metrics`: the Prometheus recorder's handle, when one is installed.
     pub fn new(runtime: ProjectionRuntime, config: HttpConfig, metrics: Option<PrometheusHandle>) -> Self {
         let admin_digest = config.admin_token.as_deref().filter(|t| !t.is_empty()).map(ops::token_digest);
+        let handlers = Handlers::new(Arc::clone(runtime.store()));
         let state = AppState { domain: Domain::new(runtime), config: Arc::new(config), metrics, admin_digest };
-        Self { state }
+        Self { state, handlers }
     }
 
     /// Every route with its middleware. Health and metrics stay outside the rate
     /// limit and the load shedder, so that probes still answer under overload.
     pub fn router(&self) -> Router {
         let config = &self.state.config;
-        let api = Router::new()
-            .route("/orders", post(commands::create_order).get(queries::list_orders))
+        let commands = domain::command_routes();
+        let api = commands.iter().fold(Router::new(), |api, c| api.route(c.path, c.mount(&self.handlers)));
+        let api = api
+            .route("/orders", get(queries::list_orders))
             .route("/orders/{id}", get(queries::get_order))
-            .route("/orders/{id}/items", post(commands::add_item))
-            .route("/orders/{id}/items/{sku}", delete(commands::remove_item))
-            .route("/orders/{id}/place", post(commands::place_order))
-            .route("/orders/{id}/pay", post(commands::pay_order))
-            .route("/orders/{id}/ship", post(commands::ship_order))
-            .route("/orders/{id}/deliver", post(commands::deliver_order))
-            .route("/orders/{id}/cancel", post(commands::cancel_order))
             .route("/orders/{id}/events", get(queries::order_events))
+            .route("/stock/{sku}", get(queries::stock_level))
             .route("/projections", get(ops::projections))
             .route("/projections/{name}/rebuild", post(ops::rebuild))
             .route("/openapi.json", get(ops::openapi))

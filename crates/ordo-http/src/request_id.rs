@@ -1,6 +1,7 @@
 //! The outermost middleware: gives each request an id (the client's `X-Request-Id`
 //! when it is sane, a new UUID otherwise), runs it inside a tracing span that carries
-//! the id and, once known, the order id, command, attempts and outcome, echoes the id,
+//! the id and, once known, the aggregate's id (`order_id`, `sku`: the field an
+//! `HttpAggregate` names it by), command, attempts and outcome, echoes the id,
 //! logs and measures the request, and turns any error response that is not yet
 //! problem+json (the framework's 404/405, say) into one.
 
@@ -43,6 +44,7 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         method = %method,
         route = %route,
         order_id = Empty,
+        sku = Empty,
         command = Empty,
         attempts = Empty,
         outcome = Empty,

@@ -201,4 +201,8 @@ impl Aggregate for StockItem {
             StockRejection::TooMuchStock => RejectionKind::Invalid,
         }
     }
+
+    fn rejection_code(rejection: &StockRejection) -> &'static str {
+        rejection.code()
+    }
 }

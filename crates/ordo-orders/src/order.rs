@@ -457,6 +457,10 @@ impl Aggregate for Order {
         }
     }
 
+    fn rejection_code(rejection: &OrderRejection) -> &'static str {
+        rejection.code()
+    }
+
     fn command_name(command: &OrderCommand) -> &'static str {
         match command {
             OrderCommand::CreateOrder { .. } => "create_order",

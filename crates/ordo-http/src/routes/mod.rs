@@ -1,5 +1,5 @@
-//! The route handlers, by kind.
+//! The route handlers of queries and operations. (Command routes are generic: see
+//! `crate::command`.)
 
-pub mod commands;
 pub mod ops;
 pub mod queries;

@@ -1,5 +1,5 @@
-//! The query routes, served from the read models (eventually consistent), and the raw
-//! event stream of an order, served from the event store.
+//! The query routes, served from the read models (eventually consistent) — orders and
+//! stock levels —, and the raw event stream of an order, served from the event store.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -8,26 +8,27 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::dto::{EventView, OrderPageView, OrderView};
+use crate::dto::{EventView, OrderPageView, OrderView, StockLevelView};
 use crate::error::ApiError;
-use crate::extract::{IfNoneMatch, OrderPath, QueryParams};
+use crate::extract::{IfNoneMatch, OrderPath, PathParam, QueryParams};
 use crate::AppState;
 
 /// Default and bounds of `limit` in `GET /orders`.
 const LIMIT_DEFAULT: u64 = 50;
 const LIMIT_MAX: u64 = 500;
 
-/// `GET /orders/{id}` query.
+/// `GET /orders/{id}` and `GET /stock/{sku}` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct GetOrderQuery {
-    /// Wait (bounded) until the read model has applied this version of the order.
+pub struct MinVersionQuery {
+    /// Wait (bounded) until the read model has applied this version of the order (or
+    /// stock item).
     #[serde(default, deserialize_with = "crate::extract::blank_as_none")]
     pub min_version: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/orders/{id}", tag = "queries",
-    params(crate::openapi::OrderId, GetOrderQuery,
+    params(crate::openapi::OrderId, MinVersionQuery,
         ("If-None-Match" = Option<String>, Header, description = "304 when the order's ETag is among these")),
     responses(
         (status = 200, description = "the order", body = OrderView, headers(("ETag" = String, description = "\"<version>\""))),
@@ -39,23 +40,24 @@ pub async fn get_order(
     State(app): State<AppState>,
     path: OrderPath,
     if_none_match: IfNoneMatch,
-    QueryParams(query): QueryParams<GetOrderQuery>,
+    QueryParams(query): QueryParams<MinVersionQuery>,
 ) -> Result<Response, ApiError> {
     tracing::Span::current().record("order_id", tracing::field::display(path.id));
     let order = match query.min_version {
         Some(min) if min > 0 => app.domain.order_at_least(&path.id, min, app.config.min_version_wait).await?,
         _ => app.domain.order(&path.id).await?,
     };
-    let etag = HeaderValue::from_str(&format!("\"{}\"", order.version)).ok();
-    let mut response = if if_none_match.matches(order.version) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Json(order).into_response()
-    };
-    if let Some(etag) = etag {
+    Ok(tagged(order.version, Json(order), &if_none_match))
+}
+
+/// `body` with `ETag: "<version>"`, or 304 if `If-None-Match` names that version.
+fn tagged(version: u64, body: impl IntoResponse, if_none_match: &IfNoneMatch) -> Response {
+    let mut response =
+        if if_none_match.matches(version) { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{version}\"")) {
         response.headers_mut().insert(header::ETAG, etag);
     }
-    Ok(response)
+    response
 }
 
 /// `GET /orders` query.
@@ -105,4 +107,28 @@ pub async fn list_orders(
 pub async fn order_events(State(app): State<AppState>, path: OrderPath) -> Result<Json<Vec<EventView>>, ApiError> {
     tracing::Span::current().record("order_id", tracing::field::display(path.id));
     Ok(Json(app.domain.events(&path.id).await?))
+}
+
+#[utoipa::path(get, path = "/stock/{sku}", tag = "queries",
+    params(
+        ("sku" = String, Path, min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$", description = "The SKU"),
+        MinVersionQuery,
+        ("If-None-Match" = Option<String>, Header, description = "304 when the stock level's ETag is among these")),
+    responses(
+        (status = 200, description = "the SKU's stock", body = StockLevelView, headers(("ETag" = String, description = "\"<version>\""))),
+        (status = 304, description = "not modified since the ETag given", headers(("ETag" = String))),
+        (status = 404, description = "stock_item_not_found: the SKU was never restocked"),
+        (status = 422, description = "validation_failed: the SKU is out of bounds"),
+        (status = 503, description = "projection_lagging: min_version not reached in time"),
+    ))]
+pub async fn stock_level(
+    State(app): State<AppState>,
+    PathParam(sku): PathParam,
+    if_none_match: IfNoneMatch,
+    QueryParams(query): QueryParams<MinVersionQuery>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("sku", tracing::field::display(&sku));
+    let min_version = query.min_version.unwrap_or(0);
+    let level = app.domain.stock_level(&sku, min_version, app.config.min_version_wait).await?;
+    Ok(tagged(level.version, Json(level), &if_none_match))
 }
