@@ -346,6 +346,7 @@ impl<A: Aggregate> CommandHandler<A> {
         loop {
             *attempts += 1;
             match self.attempt(&stream, &request, &metadata, behind.take()).await? {
+                Attempt::Done(committed) if committed.events.is_empty() => return self.unchanged(key, committed).await,
                 Attempt::Done(committed) => return Ok(committed),
                 Attempt::Refused(refusal) => return self.refuse(key, refusal).await,
                 Attempt::KeyTaken => {
@@ -498,7 +499,8 @@ impl<A: Aggregate> CommandHandler<A> {
         // A long stream's loads stay cheap only if its snapshot stays close to its head,
         // also where no cache holds it (a new process, many nodes).
         let replayed = version.saturating_sub(from);
-        if self.config.snapshot_every.is_some_and(|every| version >= every && replayed > (every / 10).max(1)) {
+        let every = self.config.snapshot_every.filter(|every| *every > 0);
+        if every.is_some_and(|every| version >= every && replayed > (every / 10).max(1)) {
             self.save_snapshot(stream, version, &state);
         }
         Ok((version, state))
@@ -594,6 +596,26 @@ impl<A: Aggregate> CommandHandler<A> {
         Err(refusal.into_error(false))
     }
 
+    /// Answers that the command changed nothing, recording it under the key first: a
+    /// retry after the aggregate moved must get this answer, not a new decision.
+    async fn unchanged(&self, key: Option<&IdempotencyKey>, committed: Committed<A::Event>) -> Outcome<A> {
+        if let Some(key) = key {
+            let outcome = RecordedOutcome::Unchanged {
+                aggregate_id: committed.aggregate_id.clone(),
+                stream_id: committed.stream_id.clone(),
+                version: committed.version,
+            };
+            match self.store.record_outcome(self.record(key, &outcome)?).await {
+                Ok(()) => {}
+                Err(StoreError::IdempotencyKeyExists { .. }) => {
+                    return self.recorded(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(committed)
+    }
+
     /// The outcome recorded under `key`, as this request's answer, if it has one.
     async fn recorded(&self, key: Option<&IdempotencyKey>) -> Option<Outcome<A>> {
         let key = key?;
@@ -618,6 +640,13 @@ impl<A: Aggregate> CommandHandler<A> {
                 Err(Refusal::WrongExpectedVersion { expected, actual }.into_error(true))
             }
             (RecordedOutcome::InvalidInput { errors }, _) => Err(Refusal::InvalidInput(errors).into_error(true)),
+            (RecordedOutcome::Unchanged { aggregate_id, stream_id, version }, _) => {
+                if !stream_id.as_str().starts_with(&format!("{}-", A::CATEGORY)) {
+                    // A record of another aggregate's stream: the key was used for another request.
+                    return Some(Err(CommandError::IdempotencyKeyReused));
+                }
+                Ok(Committed { aggregate_id, stream_id, version, position: 0, events: Vec::new(), replayed: true })
+            }
         })
     }
 

@@ -81,6 +81,8 @@ pub(crate) enum RecordedOutcome<R> {
     WrongExpectedVersion { expected: ExpectedVersion, actual: Version },
     /// The input was refused before it became a command.
     InvalidInput { errors: Vec<FieldError> },
+    /// The command changed nothing: the aggregate was at `version` (no events appended).
+    Unchanged { aggregate_id: String, stream_id: ordo_store::StreamId, version: Version },
 }
 
 /// Deletes expired idempotency records every `every` (the first time at once), until

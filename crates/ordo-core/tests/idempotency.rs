@@ -145,3 +145,19 @@ async fn an_abandoned_transaction_leaves_nothing_behind(db: TestDatabase) {
     assert!(!retried.replayed, "the retry runs afresh");
     assert_eq!((retried.version, retried.events), (2, vec![StockEvent::Reserved { quantity: 3, level: 3 }]));
 }
+
+/// A keyed command that changes nothing is recorded too: its retry gets the first
+/// answer (the version it saw), not a new decision on a stream that moved since.
+#[backend_test]
+async fn a_command_that_changes_nothing_is_replayed(db: TestDatabase) {
+    let store = db.store().await;
+    let h = node(&store, HandlerConfig::default());
+    h.handle(CommandRequest::new("i9", open(10))).await.unwrap();
+    let first = h.handle(CommandRequest::new("i9", reserve(0)).with_idempotency(key("k9", "f"))).await.unwrap();
+    assert_eq!((first.version, first.events.len(), first.replayed), (1, 0, false));
+    h.handle(CommandRequest::new("i9", reserve(4))).await.unwrap();
+    let again = h.handle(CommandRequest::new("i9", reserve(0)).with_idempotency(key("k9", "f"))).await.unwrap();
+    assert_eq!((again.version, again.events.len(), again.replayed), (1, 0, true), "the recorded answer");
+    let reused = h.handle(CommandRequest::new("i9", reserve(1)).with_idempotency(key("k9", "other"))).await;
+    assert!(matches!(reused, Err(CommandError::IdempotencyKeyReused)), "{reused:?}");
+}

@@ -198,7 +198,8 @@ impl Reactor for OrderFulfillment {
     }
 
     async fn react(&self, event: &RecordedEvent) -> Result<(), ReactionError> {
-        let Some(order_id) = event.stream_id.as_str().strip_prefix("order-") else { return Ok(()) };
+        let prefix = format!("{}-", Order::CATEGORY);
+        let Some(order_id) = event.stream_id.as_str().strip_prefix(&prefix) else { return Ok(()) };
         self.counters.reactions.fetch_add(1, Ordering::Relaxed);
         let reaction = Reaction::new(ORDER_FULFILLMENT, event);
         let happened: OrderEvent = decode_event(event).map_err(ReactionError::failed)?;

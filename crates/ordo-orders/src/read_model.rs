@@ -376,17 +376,23 @@ pub const MAX_PAGE: usize = 500;
 pub const DEFAULT_PAGE: usize = 50;
 
 /// What to list.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ListOrders {
     /// Only this customer's orders.
     pub customer_id: Option<String>,
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
-    /// Orders per page, clamped to 1..=[`MAX_PAGE`]: the `Default` of 0 gives one
-    /// order a page, so set it (to [`DEFAULT_PAGE`], say).
+    /// Orders per page, clamped to 1..=[`MAX_PAGE`] ([`DEFAULT_PAGE`] by default).
     pub limit: usize,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
+}
+
+impl Default for ListOrders {
+    /// Every order, [`DEFAULT_PAGE`] a page, from the first.
+    fn default() -> Self {
+        Self { customer_id: None, status: None, limit: DEFAULT_PAGE, cursor: None }
+    }
 }
 
 /// A cursor that is not one of ours.

@@ -36,8 +36,11 @@ impl DatabaseUrl {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else {
+            // Only the scheme is repeated: the rest may hold a password, in the user
+            // part or in a query parameter.
+            let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
             return Err(StoreError::InvalidDatabaseUrl {
-                url: url.split(['@', '?']).next_back().unwrap_or_default().to_owned(),
+                url: format!("{scheme}:…"),
                 reason: "expected sqlite://PATH or postgres://USER@HOST/DATABASE".into(),
             });
         };

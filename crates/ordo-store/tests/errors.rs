@@ -18,6 +18,20 @@ async fn a_malformed_database_url_is_refused() {
     }
 }
 
+/// A refused URL's message never repeats a password, wherever the URL carries it.
+#[tokio::test]
+async fn a_refused_url_does_not_leak_its_password() {
+    for url in [
+        "postgress://user:hunter2@localhost/ordo",
+        "mysql://localhost/ordo?password=hunter2",
+        "postgres://user:hunter2@host:notaport/db",
+        "postgres://user@host:notaport/db?password=hunter2",
+    ] {
+        let error = connect(url).await.err().expect("refused");
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "{url}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_postgres_is_reported() {
     let started = std::time::Instant::now();

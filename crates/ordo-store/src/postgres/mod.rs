@@ -124,11 +124,23 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            // A password may also come as a query parameter (`?password=…`).
+            let query: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !query.is_empty() {
+                parsed.query_pairs_mut().clear().extend_pairs(query);
+            }
             parsed.to_string()
         }
-        Ok(parsed) => parsed.to_string(),
         Err(_) => "<unparseable URL>".to_owned(),
     }
 }

@@ -24,6 +24,10 @@ pub enum ReadModelError {
     /// A row does not decode into the type asked for.
     #[error("a read-model row does not decode: {0}")]
     Decode(String),
+    /// The caller asked for something that cannot be done (upsert columns of different
+    /// lengths): a bug in the read model's code, not in the database.
+    #[error("invalid read-model request: {0}")]
+    InvalidArgument(String),
     /// The transaction did not commit; nothing it wrote is kept.
     #[error("the read-model transaction could not commit: {0}")]
     CommitFailed(String),
@@ -79,6 +83,7 @@ impl From<ReadModelError> for StoreError {
             ReadModelError::ReadOnly(m) => StoreError::ReadOnly(m),
             ReadModelError::Decode(m) => StoreError::Corrupt(m),
             ReadModelError::CommitFailed(m) => StoreError::CommitFailed(m),
+            ReadModelError::InvalidArgument(m) => StoreError::InvalidAppend { reason: m },
         }
     }
 }

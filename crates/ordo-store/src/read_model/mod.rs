@@ -209,7 +209,15 @@ impl ReadModelTx<'_> {
         columns: &[Column],
         newer_by: Option<&str>,
     ) -> Result<(), ReadModelError> {
-        if columns.first().map_or(0, Column::len) == 0 {
+        let rows = columns.first().map_or(0, Column::len);
+        if let Some(short) = columns.iter().find(|c| c.len() != rows) {
+            return Err(ReadModelError::InvalidArgument(format!(
+                "upsert into {table}: column {} has {} values, the first has {rows}",
+                short.name(),
+                short.len()
+            )));
+        }
+        if rows == 0 {
             return Ok(());
         }
         let tail = upsert_tail(table, key, columns, newer_by);
