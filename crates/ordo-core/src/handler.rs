@@ -87,6 +87,15 @@ enum Decision<A: Aggregate> {
     Refuse(Refusal<A::Rejection>),
 }
 
+/// The state a conflict left behind.
+struct Behind<A> {
+    version: Version,
+    state: A,
+    /// Whether the events the append missed brought it to the version the conflict
+    /// reported: then it needs no read before the next decision.
+    caught_up: bool,
+}
+
 /// A command refused without appending anything.
 enum Refusal<R> {
     Rejected(R),
@@ -126,10 +135,11 @@ enum Attempt<A: Aggregate> {
     Done(Committed<A::Event>),
     Refused(Refusal<A::Rejection>),
     /// Another writer appended first; the stream is at `actual`. The state the
-    /// decision saw comes back, to be caught up rather than loaded again.
+    /// decision saw comes back with what the store said it missed applied, to be
+    /// caught up (if it still lags) rather than loaded again.
     Conflict {
         actual: Version,
-        behind: (Version, A),
+        behind: Behind<A>,
     },
     /// A duplicate with the same key committed first.
     KeyTaken,
@@ -380,7 +390,7 @@ impl<A: Aggregate> CommandHandler<A> {
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
         metadata: &EventMetadata,
-        behind: Option<(Version, A)>,
+        behind: Option<Behind<A>>,
     ) -> Result<Attempt<A>, CommandError<A::Rejection>> {
         let (loaded, decision) = self.load_and_decide(stream, request, behind).await?;
         let Loaded { version, mut state, .. } = loaded;
@@ -396,8 +406,9 @@ impl<A: Aggregate> CommandHandler<A> {
                         let done = self.committed(request, stream, result.last_version, result.last_position(), events);
                         (Attempt::Done(done), Some(result.last_version))
                     }
-                    Err(StoreError::WrongExpectedVersion { actual, .. }) => {
-                        return Ok(Attempt::Conflict { actual, behind: (version, state) });
+                    Err(StoreError::WrongExpectedVersion { actual, missed, .. }) => {
+                        let behind = apply_missed(version, state, &missed, actual)?;
+                        return Ok(Attempt::Conflict { actual, behind });
                     }
                     Err(StoreError::IdempotencyKeyExists { .. }) => (Attempt::KeyTaken, None),
                     Err(e) => return Err(e.into()),
@@ -411,25 +422,28 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     /// The aggregate and the decision on it. The aggregate is the state a conflict
-    /// left `behind`, caught up with the stream; or the cached one (taken out: the
-    /// caller holds its turn); or a fresh load. A decision that appends nothing is
-    /// checked by no expected version, so when it rests on cached state — which
-    /// another node may have moved past — the state is caught up once, and decided
-    /// again if the stream had moved.
+    /// left `behind` (caught up with the stream, unless what the append missed already
+    /// did); or the cached one (taken out: the caller holds its turn); or a fresh load.
+    /// A decision that appends nothing is checked by no expected version, so when it
+    /// rests on state that another node may have moved past since — cached, or caught
+    /// up by a conflict — the state is caught up once, and decided again if the stream
+    /// had moved.
     async fn load_and_decide(
         &self,
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
-        behind: Option<(Version, A)>,
+        behind: Option<Behind<A>>,
     ) -> Result<(Loaded<A>, Decision<A>), CommandError<A::Rejection>> {
-        let cached = || self.cache.take(stream.as_str()).map(|entry| (entry, true));
-        let loaded = match behind.map(|stale| (stale, false)).or_else(cached) {
-            Some(((version, state), true)) => Loaded { version, state, cached: true },
-            Some(((version, state), false)) => self.caught_up(stream, version, state).await?,
-            None => {
-                let (version, state) = self.load(stream).await?;
-                Loaded { version, state, cached: false }
-            }
+        let loaded = match behind {
+            Some(Behind { version, state, caught_up: true }) => Loaded { version, state, cached: true },
+            Some(Behind { version, state, caught_up: false }) => self.caught_up(stream, version, state).await?,
+            None => match self.cache.take(stream.as_str()) {
+                Some((version, state)) => Loaded { version, state, cached: true },
+                None => {
+                    let (version, state) = self.load(stream).await?;
+                    Loaded { version, state, cached: false }
+                }
+            },
         };
         let decision = decide(&loaded, request);
         if !loaded.cached || matches!(decision, Decision::Append(_)) {
@@ -676,6 +690,26 @@ impl<A: Aggregate> CommandHandler<A> {
             replayed: true,
         })
     }
+}
+
+/// `state` at `version` with the events a refused append `missed` applied, as far as
+/// they follow on from it; caught up if that reaches `actual`, the version the
+/// refusal reported.
+fn apply_missed<A: Aggregate>(
+    mut version: Version,
+    mut state: A,
+    missed: &[ordo_store::RecordedEvent],
+    actual: Version,
+) -> Result<Behind<A>, CodecError> {
+    let from = version;
+    for stored in missed.iter().skip_while(|e| e.version <= from) {
+        if stored.version != version + 1 {
+            break;
+        }
+        state.apply(&decode_event::<A::Event>(stored)?);
+        version = stored.version;
+    }
+    Ok(Behind { version, state, caught_up: version == actual })
 }
 
 /// The decision on `loaded` for `request`: a pinned expectation first, then the

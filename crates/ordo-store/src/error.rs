@@ -6,7 +6,7 @@
 
 use sqlx::error::DatabaseError;
 
-use crate::{ExpectedVersion, Version};
+use crate::{ExpectedVersion, RecordedEvent, Version};
 
 /// Everything that can go wrong in the event store.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,12 @@ pub enum StoreError {
         expected: ExpectedVersion,
         /// The stream's version when the append was refused (0: no stream).
         actual: Version,
+        /// The events after the version the append expected, oldest first, as far as
+        /// the store could read them in the same round trip (at most
+        /// [`MISSED_EVENTS_MAX`](crate::MISSED_EVENTS_MAX), or none): a writer that
+        /// decided on the expected version can catch up from them without reading the
+        /// stream. Empty where the append expected no version in particular.
+        missed: Vec<RecordedEvent>,
     },
 
     /// An idempotency record with this scope and key already exists; nothing was written.

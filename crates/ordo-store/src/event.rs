@@ -169,6 +169,15 @@ pub enum ExpectedVersion {
 }
 
 impl ExpectedVersion {
+    /// The version this expectation names, if it names one (`NoStream` is 0).
+    pub fn version(self) -> Option<Version> {
+        match self {
+            ExpectedVersion::Exact(v) => Some(v),
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        }
+    }
+
     /// Whether a stream at `current` (0 = no stream) satisfies this expectation.
     pub fn accepts(self, current: Version) -> bool {
         match self {

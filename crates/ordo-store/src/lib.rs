@@ -59,5 +59,5 @@ pub use read_model::{
 pub use signal::EventSignal;
 pub use store::{
     check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
-    StoredIdempotency, READ_PAGE,
+    StoredIdempotency, MISSED_EVENTS_MAX, READ_PAGE,
 };

@@ -43,16 +43,7 @@ where
         from_version: Version,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3"
-        );
-        let rows: Vec<EventRow> = sqlx::query_as(&sql)
-            .bind(stream_id.as_str())
-            .bind(to_db(from_version)?)
-            .bind(limit(max))
-            .fetch_all(self.0)
-            .await?;
-        rows::into_events(rows)
+        read_stream(self.0, stream_id, from_version, max).await
     }
 
     /// The record stored under `key` in `scope`, if any.
@@ -75,6 +66,33 @@ where
                 .await?;
         row.map(Snapshot::try_from).transpose()
     }
+}
+
+/// Up to `max` events of a stream from `from_version` on, oldest first, on any
+/// executor (the backends also read inside their append transactions).
+pub(crate) async fn read_stream<'e, DB, X>(
+    executor: X,
+    stream_id: &StreamId,
+    from_version: Version,
+    max: usize,
+) -> Result<Vec<RecordedEvent>, StoreError>
+where
+    DB: Database,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    X: Executor<'e, Database = DB>,
+    EventRow: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    i64: for<'q> Encode<'q, DB> + Type<DB>,
+{
+    let sql =
+        format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3");
+    let rows: Vec<EventRow> = sqlx::query_as(&sql)
+        .bind(stream_id.as_str())
+        .bind(to_db(from_version)?)
+        .bind(limit(max))
+        .fetch_all(executor)
+        .await?;
+    rows::into_events(rows)
 }
 
 /// Saves `snapshot` unless a newer one of its stream is stored.

@@ -45,6 +45,39 @@ impl TryFrom<EventRow> for RecordedEvent {
     }
 }
 
+/// The columns, in order, of the JSON arrays a refused PostgreSQL append hands back
+/// as the events its writer missed.
+pub(crate) const MISSED_JSON: &str = "jsonb_build_array(position, version, event_id, event_type, schema_version, \
+     data, metadata, recorded_at)";
+
+/// A refused append's missed events of `stream`, from a JSON array of [`MISSED_JSON`]
+/// arrays (`NULL`: none).
+pub(crate) fn missed_from_json(
+    stream: &StreamId,
+    rows: Option<serde_json::Value>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    type Row = (i64, i64, Uuid, String, i64, serde_json::Value, EventMetadata, DateTime<Utc>);
+    let Some(rows) = rows else { return Ok(Vec::new()) };
+    let rows: Vec<Row> =
+        serde_json::from_value(rows).map_err(|e| StoreError::Corrupt(format!("missed events of {stream}: {e}")))?;
+    rows.into_iter()
+        .map(|(position, version, event_id, event_type, schema_version, data, metadata, recorded_at)| {
+            Ok(RecordedEvent {
+                position: from_db(position)?,
+                stream_id: stream.clone(),
+                version: from_db(version)?,
+                event_id,
+                event_type,
+                schema_version: u32::try_from(schema_version)
+                    .map_err(|_| StoreError::Corrupt(format!("schema version {schema_version} of a missed event")))?,
+                data,
+                metadata,
+                recorded_at,
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn into_events(rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.into_iter().map(RecordedEvent::try_from).collect()
 }

@@ -9,6 +9,10 @@ use crate::{
     Version, MAX_IDEMPOTENCY_KEY_CHARS,
 };
 
+/// The most events a refused append hands back as what the writer missed (see
+/// [`StoreError::WrongExpectedVersion`]).
+pub const MISSED_EVENTS_MAX: usize = 64;
+
 /// How many events whole-stream reads (loading an aggregate, repairing a stream's
 /// read model) ask for per page.
 pub const READ_PAGE: usize = 1_000;

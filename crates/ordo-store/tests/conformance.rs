@@ -518,3 +518,46 @@ async fn snapshots_keep_the_newest(db: TestDatabase) {
     store.save_snapshot(&snap(20)).await.unwrap();
     assert_eq!(store.load_snapshot(&s).await.unwrap(), Some(snap(20)));
 }
+
+/// A refused append whose expectation named a version hands back the events after it,
+/// so that its writer can catch up without reading the stream; alone or in a group.
+#[backend_test]
+async fn a_refused_append_hands_back_what_it_missed(db: TestDatabase) {
+    let store = db.store().await;
+    let streams: Vec<StreamId> = (0..8).map(|i| stream(&format!("missed-{i}"))).collect();
+    for s in &streams {
+        store.append(append(s, ExpectedVersion::NoStream, vec![event(1), event(2), event(3)])).await.unwrap();
+    }
+    let versions = |missed: &[ordo_store::RecordedEvent]| missed.iter().map(|e| e.version).collect::<Vec<_>>();
+    match store.append(append(&streams[0], ExpectedVersion::Exact(1), vec![event(4)])).await {
+        Err(StoreError::WrongExpectedVersion { actual: 3, missed, .. }) => {
+            assert_eq!(versions(&missed), vec![2, 3]);
+            assert_eq!(missed[0].data, json!({"n": 2}), "the events as stored");
+            assert_eq!(missed[1].stream_id, streams[0]);
+        }
+        other => panic!("expected a refusal with what was missed, got {other:?}"),
+    }
+    match store.append(append(&streams[0], ExpectedVersion::NoStream, vec![event(4)])).await {
+        Err(StoreError::WrongExpectedVersion { actual: 3, missed, .. }) => assert_eq!(versions(&missed), vec![1, 2, 3]),
+        other => panic!("expected a refusal with what was missed, got {other:?}"),
+    }
+    match store.append(append(&streams[0], ExpectedVersion::Exact(5), vec![event(4)])).await {
+        Err(StoreError::WrongExpectedVersion { actual: 3, missed, .. }) => {
+            assert!(missed.is_empty(), "nothing after 5")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Side by side (PostgreSQL sends such appends out as one group).
+    let refused = futures::future::join_all(
+        streams.iter().map(|s| store.append(append(s, ExpectedVersion::Exact(2), vec![event(4)]))),
+    )
+    .await;
+    for (s, outcome) in streams.iter().zip(refused) {
+        match outcome {
+            Err(StoreError::WrongExpectedVersion { actual: 3, missed, .. }) => {
+                assert_eq!((versions(&missed), &missed[0].stream_id), (vec![3], s));
+            }
+            other => panic!("{s}: expected a refusal with what was missed, got {other:?}"),
+        }
+    }
+}

@@ -13,8 +13,8 @@ use sqlx::{Postgres, Transaction};
 use std::sync::LazyLock;
 use uuid::Uuid;
 
-use crate::rows::{from_db, to_db};
-use crate::{AppendRequest, AppendResult, ExpectedVersion, StoreError, Version};
+use crate::rows::{from_db, missed_from_json, to_db, MISSED_JSON};
+use crate::{AppendRequest, AppendResult, ExpectedVersion, RecordedEvent, StoreError, Version, MISSED_EVENTS_MAX};
 
 pub(crate) const STREAM_VERSION_KEY: &str = "events_stream_version_key";
 pub(crate) const IDEMPOTENCY_PKEY: &str = "idempotency_keys_pkey";
@@ -77,7 +77,12 @@ WITH appends AS (
     JOIN accepted a USING (idx)
 )
 SELECT a.idx, a.current, a.idx IN (SELECT idx FROM accepted) AS accepted,
-       CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN {BASE} END AS base
+       CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN {BASE} END AS base,
+       CASE WHEN a.idx NOT IN (SELECT idx FROM accepted) AND a.kind IN (1, 3) AND a.current > a.exact THEN (
+           SELECT jsonb_agg({MISSED_JSON} ORDER BY version)
+           FROM (SELECT * FROM events WHERE stream_id = a.stream AND version > a.exact ORDER BY version
+                 LIMIT {MISSED_EVENTS_MAX}) m
+       ) END AS missed
 FROM appends a
 "#
     )
@@ -114,7 +119,12 @@ WITH current AS (
     WHERE $10::text IS NOT NULL
 )
 SELECT c.version, a.version IS NOT NULL AS accepted,
-       CASE WHEN a.version IS NOT NULL THEN {BASE} END AS base
+       CASE WHEN a.version IS NOT NULL THEN {BASE} END AS base,
+       CASE WHEN a.version IS NULL AND $8::int4 IN (1, 3) AND c.version > $9::int8 THEN (
+           SELECT jsonb_agg({MISSED_JSON} ORDER BY version)
+           FROM (SELECT * FROM events WHERE stream_id = $1 AND version > $9::int8 ORDER BY version
+                 LIMIT {MISSED_EVENTS_MAX}) m
+       ) END AS missed
 FROM current c LEFT JOIN accepted a ON true
 "#
     )
@@ -124,38 +134,34 @@ FROM current c LEFT JOIN accepted a ON true
 async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {
     let p = Params::new(&[request])?;
     let record = request.idempotency.as_ref();
-    let (current, accepted, base): (i64, bool, Option<i64>) = sqlx::query_as(&APPEND_ONE_SQL)
-        .bind(request.stream_id.as_str())
-        .bind(request.stream_id.category())
-        .bind(&p.e_ids)
-        .bind(&p.e_types)
-        .bind(&p.e_schemas)
-        .bind(&p.e_data)
-        .bind(&p.e_meta)
-        .bind(p.kinds.first().copied().unwrap_or_default())
-        .bind(p.exacts.first().copied().unwrap_or_default())
-        .bind(record.map(|r| r.scope.as_str()))
-        .bind(record.map(|r| r.key.as_str()))
-        .bind(record.map(|r| r.fingerprint.as_str()))
-        .bind(record.map(|r| Json(&r.outcome)))
-        .bind(record.map(|r| r.expires_at))
-        .bind(to_db(request.events.len() as u64)?)
-        .fetch_one(&mut *conn)
-        .await?;
-    verdict(request, current, accepted, base, 1)
+    let (current, accepted, base, missed): (i64, bool, Option<i64>, Option<Json<serde_json::Value>>) =
+        sqlx::query_as(&APPEND_ONE_SQL)
+            .bind(request.stream_id.as_str())
+            .bind(request.stream_id.category())
+            .bind(&p.e_ids)
+            .bind(&p.e_types)
+            .bind(&p.e_schemas)
+            .bind(&p.e_data)
+            .bind(&p.e_meta)
+            .bind(p.kinds.first().copied().unwrap_or_default())
+            .bind(p.exacts.first().copied().unwrap_or_default())
+            .bind(record.map(|r| r.scope.as_str()))
+            .bind(record.map(|r| r.key.as_str()))
+            .bind(record.map(|r| r.fingerprint.as_str()))
+            .bind(record.map(|r| Json(&r.outcome)))
+            .bind(record.map(|r| r.expires_at))
+            .bind(to_db(request.events.len() as u64)?)
+            .fetch_one(&mut *conn)
+            .await?;
+    verdict(request, (current, accepted, base, missed.map(|m| m.0)), 1)
 }
 
 /// The verdict on `request` from the statement's answer: the stream's version, whether
 /// the append was accepted, and then the position its first event's sequence is
 /// counted from; `first_seq` is the sequence of its first event within the statement.
 /// An answer that cannot be true (a negative version or position) is corrupt data.
-fn verdict(
-    request: &AppendRequest,
-    current: i64,
-    accepted: bool,
-    base: Option<i64>,
-    first_seq: u64,
-) -> Result<Verdict, StoreError> {
+fn verdict(request: &AppendRequest, answer: Answer, first_seq: u64) -> Result<Verdict, StoreError> {
+    let (current, accepted, base, missed) = answer;
     let current = from_db(current)?;
     match (accepted, base) {
         (true, Some(base)) => {
@@ -173,7 +179,7 @@ fn verdict(
         }
         // The expectation held, so the position guard refused it.
         _ if request.expected.accepts(current) => Ok(Verdict::Behind),
-        _ => Ok(Verdict::WrongVersion { actual: current }),
+        _ => Ok(Verdict::WrongVersion { actual: current, missed: missed_from_json(&request.stream_id, missed)? }),
     }
 }
 
@@ -259,11 +265,20 @@ impl<'a> Params<'a> {
     }
 }
 
+/// The statement's answer for one append: the stream's version, whether the append
+/// was accepted, the position its events are counted from, and what it missed.
+type Answer = (i64, bool, Option<i64>, Option<serde_json::Value>);
+
+/// One row of the group statement's answer: the append's index in the group, then
+/// what `Answer` holds, with the missed events still wrapped.
+type GroupRow = (i32, i64, bool, Option<i64>, Option<Json<serde_json::Value>>);
+
 /// What the statement said about one append of the group.
 pub(crate) enum Verdict {
     Appended(AppendResult),
     WrongVersion {
         actual: Version,
+        missed: Vec<RecordedEvent>,
     },
     /// Its positions would lie below stored ones: the shift must be raised first.
     Behind,
@@ -276,7 +291,7 @@ pub(crate) async fn append_group(
     requests: &[&AppendRequest],
 ) -> Result<Vec<Verdict>, StoreError> {
     let p = Params::new(requests)?;
-    let rows: Vec<(i32, i64, bool, Option<i64>)> = sqlx::query_as(&APPEND_SQL)
+    let rows: Vec<GroupRow> = sqlx::query_as(&APPEND_SQL)
         .bind(&p.idx)
         .bind(&p.streams)
         .bind(&p.categories)
@@ -307,7 +322,7 @@ pub(crate) async fn append_group(
         first_seqs.push(first_seq);
         first_seq += request.events.len() as u64;
     }
-    for (idx, current, accepted, base) in rows {
+    for (idx, current, accepted, base, missed) in rows {
         let found = usize::try_from(idx).ok().and_then(|i| Some((i, requests.get(i)?, first_seqs.get(i)?)));
         let Some((i, request, &seq)) = found else {
             return Err(StoreError::Corrupt(format!(
@@ -315,7 +330,7 @@ pub(crate) async fn append_group(
                 requests.len()
             )));
         };
-        verdicts[i] = Some(verdict(request, current, accepted, base, seq)?);
+        verdicts[i] = Some(verdict(request, (current, accepted, base, missed.map(|m| m.0)), seq)?);
     }
     verdicts
         .into_iter()
@@ -323,8 +338,13 @@ pub(crate) async fn append_group(
         .collect()
 }
 
-fn wrong_version(request: &AppendRequest, actual: Version) -> StoreError {
-    StoreError::WrongExpectedVersion { stream: request.stream_id.to_string(), expected: request.expected, actual }
+pub(crate) fn wrong_version(request: &AppendRequest, actual: Version, missed: Vec<RecordedEvent>) -> StoreError {
+    StoreError::WrongExpectedVersion {
+        stream: request.stream_id.to_string(),
+        expected: request.expected,
+        actual,
+        missed,
+    }
 }
 
 /// Appends one request alone, in its own implicit transaction. A race lost on the
@@ -336,7 +356,7 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
     loop {
         match append_one(&mut conn, request).await {
             Ok(Verdict::Appended(result)) => return Ok(result),
-            Ok(Verdict::WrongVersion { actual }) => return Err(wrong_version(request, actual)),
+            Ok(Verdict::WrongVersion { actual, missed }) => return Err(wrong_version(request, actual, missed)),
             Ok(Verdict::Behind) if !rebased => {
                 super::positions::rebase(pool).await?;
                 rebased = true;
@@ -348,7 +368,7 @@ pub(crate) async fn append_alone(pool: &PgPool, request: &AppendRequest) -> Resu
                 RaceOutcome::Retry if races < MAX_RACE_RETRIES => races += 1,
                 RaceOutcome::Retry | RaceOutcome::Conflict => {
                     let actual = crate::queries::stream_version(&mut *conn, request.stream_id.as_str()).await?;
-                    return Err(wrong_version(request, actual));
+                    return Err(wrong_version(request, actual, Vec::new()));
                 }
                 RaceOutcome::KeyTaken(error) => return Err(error),
                 // The statement was sent: it may have committed before the connection
@@ -408,7 +428,7 @@ impl OpenAppend {
         let mut tx = pool.begin().await?;
         match append_one(&mut tx, &request).await? {
             Verdict::Appended(result) => Ok(Self { tx, result }),
-            Verdict::WrongVersion { actual } => Err(wrong_version(&request, actual)),
+            Verdict::WrongVersion { actual, missed } => Err(wrong_version(&request, actual, missed)),
             Verdict::Behind => Err(StoreError::Corrupt("positions are behind the stored ones".into())),
         }
     }

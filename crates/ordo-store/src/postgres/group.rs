@@ -18,7 +18,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
-use super::append::{append_alone, append_group, Verdict};
+use super::append::{append_alone, append_group, wrong_version, Verdict};
 use super::notify::Notifier;
 use crate::signal::SignalSender;
 use crate::{AppendRequest, AppendResult, ExpectedVersion, StoreError, StreamId, Version};
@@ -27,9 +27,12 @@ use crate::{AppendRequest, AppendResult, ExpectedVersion, StoreError, StreamId, 
 const MAX_GROUP_APPENDS: usize = 256;
 const MAX_GROUP_EVENTS: usize = 4096;
 
+/// What an append comes to.
+type Outcome = Result<AppendResult, StoreError>;
+
 struct Pending {
     request: AppendRequest,
-    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    reply: oneshot::Sender<Outcome>,
 }
 
 /// Where appends are submitted.
@@ -85,27 +88,42 @@ impl Inner {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Sends each group out in a task of its own, which then releases its slot and
-    /// launches whatever can go next.
+    /// Sends each group out in a task of its own, which then releases its slot,
+    /// answers its callers and launches whatever can go next. The slot and streams are
+    /// released before the answers go out, so a caller that appends again at once
+    /// finds its stream free rather than queued behind a group already done.
     fn launch(self: &Arc<Self>, groups: Vec<Vec<Pending>>) {
         for group in groups {
             let inner = Arc::clone(self);
             tokio::spawn(async move {
-                let known = flush(&inner.sink, group).await;
+                let answered = flush(&inner.sink, group).await;
                 let next = {
                     let mut state = inner.lock();
                     state.free += 1;
-                    for (stream, version) in known {
-                        state.in_flight.remove(&stream);
-                        if let Some(version) = version {
-                            fail_doomed(&mut state.queue, &stream, version);
+                    for (pending, outcome) in &answered {
+                        let stream = &pending.request.stream_id;
+                        state.in_flight.remove(stream);
+                        if let Some(version) = known_version(outcome) {
+                            fail_doomed(&mut state.queue, stream, version);
                         }
                     }
                     state.launchable()
                 };
+                for (pending, outcome) in answered {
+                    let _ = pending.reply.send(outcome);
+                }
                 inner.launch(next);
             });
         }
+    }
+}
+
+/// The version an append's outcome shows its stream to have reached, if any.
+fn known_version(outcome: &Outcome) -> Option<Version> {
+    match outcome {
+        Ok(result) => Some(result.last_version),
+        Err(StoreError::WrongExpectedVersion { actual, .. }) => Some(*actual),
+        Err(_) => None,
     }
 }
 
@@ -168,18 +186,14 @@ fn fail_doomed(queue: &mut VecDeque<Pending>, stream: &StreamId, version: Versio
     *queue = keep;
     for pending in fail {
         let request = &pending.request;
-        let error = StoreError::WrongExpectedVersion {
-            stream: request.stream_id.to_string(),
-            expected: request.expected,
-            actual: version,
-        };
+        // Answered without a round trip: nothing read, so nothing missed to hand back.
+        let error = wrong_version(request, version, Vec::new());
         let _ = pending.reply.send(Err(error));
     }
 }
 
-/// Appends a group and answers its callers; returns each stream with the version it
-/// is now known to have reached, if any.
-async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Version>)> {
+/// Appends a group; returns each append with its outcome, for the caller to answer.
+async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(Pending, Outcome)> {
     // One lock order for every group, on every node.
     group.sort_by(|a, b| a.request.stream_id.cmp(&b.request.stream_id));
     let outcomes = if group.len() == 1 {
@@ -203,17 +217,7 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(StreamId, Option<Ve
         sink.signal.notify();
         sink.notifier.poke();
     }
-    let mut known = Vec::with_capacity(group.len());
-    for (pending, outcome) in group.into_iter().zip(outcomes) {
-        let version = match &outcome {
-            Ok(result) => Some(result.last_version),
-            Err(StoreError::WrongExpectedVersion { actual, .. }) => Some(*actual),
-            Err(_) => None,
-        };
-        known.push((pending.request.stream_id.clone(), version));
-        let _ = pending.reply.send(outcome);
-    }
-    known
+    group.into_iter().zip(outcomes).collect()
 }
 
 /// Whether a failed group statement certainly wrote nothing: the database refused it
@@ -234,17 +238,13 @@ async fn append_together(pool: &PgPool, group: &[Pending]) -> Result<Vec<Verdict
 /// Each append's answer from its verdict. Appends whose positions were found behind
 /// the stored ones (the statement then wrote nothing) go again alone, which raises
 /// the shift first.
-async fn settle(sink: &Sink, group: &[Pending], verdicts: Vec<Verdict>) -> Vec<Result<AppendResult, StoreError>> {
+async fn settle(sink: &Sink, group: &[Pending], verdicts: Vec<Verdict>) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(group.len());
     for (pending, verdict) in group.iter().zip(verdicts) {
         let request = &pending.request;
         outcomes.push(match verdict {
             Verdict::Appended(result) => Ok(result),
-            Verdict::WrongVersion { actual } => Err(StoreError::WrongExpectedVersion {
-                stream: request.stream_id.to_string(),
-                expected: request.expected,
-                actual,
-            }),
+            Verdict::WrongVersion { actual, missed } => Err(wrong_version(request, actual, missed)),
             Verdict::Behind => append_alone(&sink.pool, request).await,
         });
     }

@@ -234,10 +234,19 @@ pub(crate) async fn append_in(conn: &mut SqliteConnection, request: AppendReques
     let stream = request.stream_id.as_str();
     let current = crate::queries::stream_version(&mut *conn, stream).await?;
     if !request.expected.accepts(current) {
+        // What the writer missed, read on the writer's own connection: no round trip.
+        let missed = match request.expected.version() {
+            Some(expected) => {
+                crate::queries::read_stream(&mut *conn, &request.stream_id, expected + 1, crate::MISSED_EVENTS_MAX)
+                    .await?
+            }
+            None => Vec::new(),
+        };
         return Err(StoreError::WrongExpectedVersion {
             stream: stream.to_owned(),
             expected: request.expected,
             actual: current,
+            missed,
         });
     }
     let recorded_at = Utc::now();
