@@ -1,0 +1,327 @@
+//! `ordo-bench http`: the real server (`ordo serve`, a child process) under an order
+//! workflow mix over HTTP, beside the same mix through the command handler in this
+//! process and the raw single-row INSERT baseline, all in one run on one database.
+//!
+//! Phases, in order:
+//! 1. raw single-row INSERTs, 32 writers (`raw_per_s_32`);
+//! 2. the mix in-process (no HTTP), closed loop up the concurrency ladder;
+//! 3. the mix over HTTP, closed loop up the same ladder: the maximum sustainable
+//!    rate (defined in [`capacity`]);
+//! 4. open loop at 50 % and 80 % of that rate: latency from the scheduled send time
+//!    (see [`load`]);
+//! 5. open loop at 2× that rate against a second server started with a small
+//!    concurrency limit, so that it sheds: how fast the shed requests are answered
+//!    and the accepted ones' latency.
+//!
+//! The servers' resident memory is sampled throughout.
+
+mod capacity;
+mod client;
+mod driver;
+mod inprocess;
+mod load;
+mod rss;
+mod server;
+mod stats;
+mod workflow;
+
+use ordo_projection::{ProjectionRuntime, RunnerConfig};
+use ordo_store::{Backend, DatabaseUrl};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::raw;
+use capacity::{Capacity, Level};
+use client::HttpDriver;
+use driver::Driver;
+use inprocess::InProcessDriver;
+use rss::{RssReport, RssSampler};
+use server::ServerProcess;
+use stats::{ms, PhaseStats};
+
+#[derive(clap::Args)]
+#[command(after_help = concat!(
+    "The server is the release `ordo` binary beside this one; build both with\n  ",
+    "cargo build --release -p ordo -p ordo-bench\n",
+    "then run e.g.\n  target/release/ordo-bench http --database-url sqlite:///tmp/hb/b.db"
+))]
+pub struct Args {
+    /// The database to measure (`sqlite:///tmp/hb/b.db`, or a fresh PostgreSQL database).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Seconds per phase (each rung of the ladders, each open-loop phase).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The `ordo` binary (default: the one beside this benchmark).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// Closed-loop concurrency ladder (workflows in flight) for the maximum rate.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    concurrency: Vec<usize>,
+    /// `--max-concurrency` of the server that must shed under 2× the maximum rate.
+    #[arg(long, default_value_t = 32)]
+    shed_concurrency: usize,
+    /// Open-loop requests in flight at most (arrivals beyond are counted as not sent).
+    #[arg(long, default_value_t = 2_048)]
+    max_in_flight: usize,
+}
+
+/// Warm-up before each server's (or the in-process handler's) first measurement.
+const WARM_UP: Duration = Duration::from_secs(2);
+/// Raw baseline writers.
+const RAW_WRITERS: usize = 32;
+/// How often the server's RSS is sampled.
+const RSS_EVERY: Duration = Duration::from_millis(100);
+
+/// Goals of issue 9 on PostgreSQL.
+const GOAL_RATIO: f64 = 0.7;
+const GOAL_P99_50_MS: f64 = 20.0;
+const GOAL_SHED_P99_MS: f64 = 5.0;
+const GOAL_RSS_MB: f64 = 150.0;
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.concurrency.is_empty(), "--concurrency needs at least one level");
+    anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    let url = DatabaseUrl::parse(&args.database_url)?;
+    let binary = server::locate_binary(args.server.as_deref())?;
+    let duration = Duration::from_secs(args.seconds);
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut figures = Map::new();
+    figures.insert("bench".into(), json!("http"));
+    figures.insert("backend".into(), json!(url.backend().to_string()));
+    figures.insert("seconds_per_phase".into(), json!(args.seconds));
+    figures.insert("loadavg_start".into(), json!(load_average()));
+    println!(
+        "ordo-bench http on {} ({}), {} s per phase, load average {}",
+        url.backend(),
+        url.as_str(),
+        args.seconds,
+        load_average_text()
+    );
+    println!(
+        "mix per workflow: create, {} x add item, place, pay, GET /orders/{{id}}?min_version (= {} commands + 1 read)",
+        workflow::ITEMS,
+        workflow::COMMANDS
+    );
+    println!(
+        "max sustainable rate: closed loop up the ladder {:?}; the best rate of successful requests among levels \
+         with <= {:.0}% failures, stopping when a level gains < {:.0}%",
+        args.concurrency,
+        capacity::MAX_FAILURE_RATIO * 100.0,
+        (capacity::MIN_GAIN - 1.0) * 100.0
+    );
+    println!();
+    println!(
+        "{:<46} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "phase", "req/s", "cmd/s", "p50 ms", "p99 ms", "shed/s", "failed"
+    );
+
+    // 1 + 2: the raw baseline and the in-process mix, on this process's own connections
+    // (the store's defaults, as the server opens them).
+    let database = ordo_store::open(url.as_str()).await?;
+    let raw_events = Arc::new(ordo_store::baseline::RawEvents::create(&database).await?);
+    let raw = raw::measure(&raw_events, &run_id, RAW_WRITERS, duration).await?;
+    crate::append::drop_raw(raw_events).await?;
+    println!("{:<46} {:>9.0}", format!("raw insert, {RAW_WRITERS} writers (rows/s)"), raw.successes_per_s());
+    figures.insert("raw_per_s_32".into(), json!(raw.successes_per_s().round()));
+
+    let runtime = ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default()).await?;
+    runtime.start().await?;
+    let in_process = Arc::new(InProcessDriver::new(runtime.clone()));
+    let in_process_capacity = ladder(&in_process, "in-process", &args.concurrency, duration).await;
+    runtime.shutdown().await;
+    drop(in_process);
+    drop(runtime);
+    let in_process_best = best_level(&in_process_capacity, "in-process")?;
+    insert_ladder(&mut figures, "inprocess", &in_process_capacity);
+    figures.insert("inprocess_commands_per_s".into(), json!(in_process_best.stats.commands_per_s().round()));
+    figures.insert("inprocess_requests_per_s".into(), json!(in_process_best.stats.requests_per_s().round()));
+    figures.insert("inprocess_concurrency".into(), json!(in_process_best.concurrency));
+
+    // 3 + 4: the server with its default limits.
+    let log = std::env::temp_dir().join(format!("ordo-bench-http-{run_id}-server.log"));
+    let server = ServerProcess::start(&binary, url.as_str(), &[], &log).await?;
+    let rss_main = RssSampler::start(server.pid, RSS_EVERY);
+    let http = Arc::new(HttpDriver::new(server.address)?);
+    let http_capacity = ladder(&http, "http closed loop", &args.concurrency, duration).await;
+    let http_best = best_level(&http_capacity, "http")?;
+    let max_rate = http_best.stats.requests_per_s();
+    insert_ladder(&mut figures, "http", &http_capacity);
+    figures.insert("http_commands_per_s".into(), json!(http_best.stats.commands_per_s().round()));
+    figures.insert("http_requests_per_s".into(), json!(max_rate.round()));
+    figures.insert("http_concurrency".into(), json!(http_best.concurrency));
+    figures.insert("max_rate_per_s".into(), json!(max_rate.round()));
+    let ratio = http_best.stats.commands_per_s() / in_process_best.stats.commands_per_s().max(1e-9);
+    figures.insert("ratio_inprocess".into(), json!(round3(ratio)));
+
+    let mut all = PhaseStats::default();
+    for level in http_capacity.levels.iter().chain(&in_process_capacity.levels) {
+        all.merge(&level.stats);
+    }
+    for (percent, key) in [(50, "50"), (80, "80")] {
+        let rate = max_rate * f64::from(percent) / 100.0;
+        let stats = load::open_loop(&http, rate, duration, args.max_in_flight).await;
+        row(&format!("http open loop {percent}% = {rate:.0} req/s offered"), &stats);
+        insert_open_loop(&mut figures, key, rate, &stats);
+        all.merge(&stats);
+    }
+    drop(http);
+    let main_rss = rss_main.stop();
+    server.stop().await?;
+
+    // 5: 2x the maximum rate against a server that sheds.
+    let log_shed = std::env::temp_dir().join(format!("ordo-bench-http-{run_id}-server-shed.log"));
+    let limit = vec!["--max-concurrency".to_owned(), args.shed_concurrency.to_string()];
+    let server = ServerProcess::start(&binary, url.as_str(), &limit, &log_shed).await?;
+    let rss_shed = RssSampler::start(server.pid, RSS_EVERY);
+    let http = Arc::new(HttpDriver::new(server.address)?);
+    let _ = load::closed_loop(&http, args.shed_concurrency.min(args.concurrency[0]), WARM_UP).await;
+    let rate = 2.0 * max_rate;
+    let overload = load::open_loop(&http, rate, duration, args.max_in_flight).await;
+    row(&format!("http open loop 2x = {rate:.0} req/s, limit {}: accepted", args.shed_concurrency), &overload);
+    println!(
+        "{:<46} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.0}",
+        "    … the shed ones (503 overloaded)",
+        "",
+        "",
+        ms(&overload.shed, 0.5),
+        ms(&overload.shed, 0.99),
+        overload.shed_per_s()
+    );
+    figures.insert("rate_2x_per_s".into(), json!(rate.round()));
+    figures.insert("shed_concurrency".into(), json!(args.shed_concurrency));
+    figures.insert("shed_per_s".into(), json!(overload.shed_per_s().round()));
+    figures.insert("shed_p50_ms".into(), json!(ms(&overload.shed, 0.5)));
+    figures.insert("shed_p99_ms".into(), json!(ms(&overload.shed, 0.99)));
+    figures.insert("accepted_per_s_2x".into(), json!(overload.requests_per_s().round()));
+    figures.insert("accepted_p50_ms_2x".into(), json!(ms(&overload.ok, 0.5)));
+    figures.insert("accepted_p99_ms_2x".into(), json!(ms(&overload.ok, 0.99)));
+    figures.insert("failed_2x".into(), json!(overload.failed()));
+    all.merge(&overload);
+    drop(http);
+    let shed_rss = rss_shed.stop();
+    server.stop().await?;
+
+    insert_rss(&mut figures, &main_rss, &shed_rss);
+    figures.insert("requests_total".into(), json!(all.attempted()));
+    figures.insert("failures_total".into(), json!(all.failed()));
+    if all.failed() > 0 {
+        figures.insert("failures".into(), json!(all.failure_summary()));
+    }
+    figures.insert("loadavg_end".into(), json!(load_average()));
+    println!();
+    summary(&figures, url.backend());
+    println!("server logs: {} and {}", log.display(), log_shed.display());
+    println!("{}", Value::Object(figures));
+    Ok(())
+}
+
+/// A warm-up, then the closed-loop ladder, printing each level.
+async fn ladder<D: Driver>(driver: &Arc<D>, label: &str, concurrencies: &[usize], duration: Duration) -> Capacity {
+    let first = concurrencies.first().copied().unwrap_or(1);
+    let _ = load::closed_loop(driver, first, WARM_UP).await;
+    capacity::find(driver, concurrencies, duration, |level| {
+        let mark = if level.sustainable() { "" } else { " (not sustainable)" };
+        row(&format!("{label}, {} in flight{mark}", level.concurrency), &level.stats);
+    })
+    .await
+}
+
+fn best_level<'a>(capacity: &'a Capacity, what: &str) -> anyhow::Result<&'a Level> {
+    capacity.best().ok_or_else(|| {
+        let failures: Vec<String> = capacity.levels.iter().map(|l| l.stats.failure_summary()).collect();
+        anyhow::anyhow!("no sustainable level for {what}: {}", failures.join("; "))
+    })
+}
+
+fn row(label: &str, stats: &PhaseStats) {
+    println!(
+        "{label:<46} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.0} {:>7}",
+        stats.requests_per_s(),
+        stats.commands_per_s(),
+        ms(&stats.ok, 0.5),
+        ms(&stats.ok, 0.99),
+        stats.shed_per_s(),
+        stats.failed()
+    );
+    if stats.failed() > 0 {
+        println!("    failures: {}", stats.failure_summary());
+    }
+}
+
+fn insert_ladder(figures: &mut Map<String, Value>, prefix: &str, capacity: &Capacity) {
+    let levels: Vec<Value> = capacity
+        .levels
+        .iter()
+        .map(|l| {
+            json!({
+                "concurrency": l.concurrency,
+                "requests_per_s": l.stats.requests_per_s().round(),
+                "commands_per_s": l.stats.commands_per_s().round(),
+                "p99_ms": ms(&l.stats.ok, 0.99),
+                "failed": l.stats.failed(),
+            })
+        })
+        .collect();
+    figures.insert(format!("{prefix}_ladder"), Value::Array(levels));
+}
+
+fn insert_open_loop(figures: &mut Map<String, Value>, key: &str, rate: f64, stats: &PhaseStats) {
+    figures.insert(format!("rate_{key}_per_s"), json!(rate.round()));
+    figures.insert(format!("achieved_per_s_{key}"), json!(stats.requests_per_s().round()));
+    figures.insert(format!("p50_ms_{key}"), json!(ms(&stats.ok, 0.5)));
+    figures.insert(format!("p99_ms_{key}"), json!(ms(&stats.ok, 0.99)));
+    figures.insert(format!("p99_ms_{key}_commands"), json!(ms(&stats.commands, 0.99)));
+    figures.insert(format!("p99_ms_{key}_reads"), json!(ms(&stats.reads, 0.99)));
+    figures.insert(format!("max_ms_{key}"), json!(ms(&stats.ok, 1.0)));
+    figures.insert(format!("failed_{key}"), json!(stats.failed()));
+}
+
+fn insert_rss(figures: &mut Map<String, Value>, main: &RssReport, shed: &RssReport) {
+    let round1 = |x: f64| (x * 10.0).round() / 10.0;
+    figures.insert("rss_mb_max".into(), json!(round1(main.max_mb.max(shed.max_mb))));
+    figures.insert("rss_mb_start".into(), json!(round1(main.first_mb)));
+    figures.insert("rss_mb_end".into(), json!(round1(main.last_mb)));
+    figures.insert("rss_mb_max_shed_server".into(), json!(round1(shed.max_mb)));
+    figures.insert("rss_samples".into(), json!(main.samples + shed.samples));
+}
+
+/// The headline figures, and on PostgreSQL the issue's goals met or missed.
+fn summary(figures: &Map<String, Value>, backend: Backend) {
+    let get = |key: &str| figures.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    println!(
+        "commands/s over HTTP {:.0} vs in-process {:.0}: ratio {:.3}",
+        get("http_commands_per_s"),
+        get("inprocess_commands_per_s"),
+        get("ratio_inprocess")
+    );
+    println!("server RSS: {:.1} MB at start, {:.1} MB max", get("rss_mb_start"), get("rss_mb_max"));
+    let goals = [
+        ("ratio_inprocess", get("ratio_inprocess") >= GOAL_RATIO, format!(">= {GOAL_RATIO}")),
+        ("p99_ms_50", get("p99_ms_50") <= GOAL_P99_50_MS, format!("<= {GOAL_P99_50_MS} ms")),
+        ("shed_p99_ms", get("shed_p99_ms") <= GOAL_SHED_P99_MS, format!("<= {GOAL_SHED_P99_MS} ms")),
+        ("rss_mb_max", get("rss_mb_max") < GOAL_RSS_MB, format!("< {GOAL_RSS_MB} MB")),
+    ];
+    let scope = if backend == Backend::Postgres { "goals" } else { "goals (set for PostgreSQL)" };
+    for (key, met, goal) in goals {
+        println!("{scope}: {key} = {} {goal}: {}", get(key), if met { "met" } else { "MISSED" });
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The 1-, 5- and 15-minute load averages (the machine is shared: figures are
+/// only as quiet as it was).
+fn load_average() -> Vec<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn load_average_text() -> String {
+    load_average().iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
+}
