@@ -92,11 +92,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl<D: Driver> OpenLoop<D> {
     async fn arrive(&self, workflow: Workflow, scheduled: Instant) {
         let step = workflow.step();
+        let send_lag = scheduled.elapsed();
         let reply = self.driver.execute(&workflow, step).await;
         let latency = scheduled.elapsed();
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut stats = lock(&self.stats);
         stats.record(step, &reply, latency);
+        stats.record_send_lag(send_lag);
         match reply {
             Reply::Done { version } => match workflow.advance(version) {
                 Some(next) => lock(&self.ready).push_back(next),

@@ -22,6 +22,7 @@ mod inprocess;
 mod load;
 mod rss;
 mod server;
+mod server_metrics;
 mod stats;
 mod workflow;
 
@@ -39,6 +40,7 @@ use driver::Driver;
 use inprocess::InProcessDriver;
 use rss::{RssReport, RssSampler};
 use server::ServerProcess;
+use server_metrics::StatusFilter;
 use stats::{ms, PhaseStats};
 
 #[derive(clap::Args)]
@@ -162,9 +164,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (percent, key) in [(50, "50"), (80, "80")] {
         let rate = max_rate * f64::from(percent) / 100.0;
-        let stats = load::open_loop(&http, rate, duration, args.max_in_flight).await;
+        let (stats, seen) = open_loop_phase(&http, server.address, rate, duration, args.max_in_flight).await?;
         row(&format!("http open loop {percent}% = {rate:.0} req/s offered"), &stats);
         insert_open_loop(&mut figures, key, rate, &stats);
+        figures.insert(format!("server_p99_ms_bucket_{key}"), bound(seen.ok_p99_ms));
+        println!(
+            "{:<46} generator send lag p99 {:.2} ms; server-side p99 <= {} ms (its histogram's bucket)",
+            "    … where the time goes",
+            ms(&stats.send_lag, 0.99),
+            bound(seen.ok_p99_ms)
+        );
         all.merge(&stats);
     }
     drop(http);
@@ -179,7 +188,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let http = Arc::new(HttpDriver::new(server.address)?);
     let _ = load::closed_loop(&http, args.shed_concurrency.min(args.concurrency[0]), WARM_UP).await;
     let rate = 2.0 * max_rate;
-    let overload = load::open_loop(&http, rate, duration, args.max_in_flight).await;
+    let (overload, seen) = open_loop_phase(&http, server.address, rate, duration, args.max_in_flight).await?;
     row(&format!("http open loop 2x = {rate:.0} req/s, limit {}: accepted", args.shed_concurrency), &overload);
     println!(
         "{:<46} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.0}",
@@ -199,6 +208,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("accepted_p50_ms_2x".into(), json!(ms(&overload.ok, 0.5)));
     figures.insert("accepted_p99_ms_2x".into(), json!(ms(&overload.ok, 0.99)));
     figures.insert("failed_2x".into(), json!(overload.failed()));
+    figures.insert("send_lag_p99_ms_2x".into(), json!(ms(&overload.send_lag, 0.99)));
+    figures.insert("server_shed_p99_ms_bucket".into(), bound(seen.shed_p99_ms));
+    figures.insert("server_accepted_p99_ms_bucket_2x".into(), bound(seen.ok_p99_ms));
+    println!(
+        "{:<46} generator send lag p99 {:.2} ms; server-side p99 (its histogram's bucket): accepted <= {}, shed <= {} ms",
+        "    … where the time goes",
+        ms(&overload.send_lag, 0.99),
+        bound(seen.ok_p99_ms),
+        bound(seen.shed_p99_ms)
+    );
     all.merge(&overload);
     drop(http);
     let shed_rss = rss_shed.stop();
@@ -216,6 +235,41 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!("server logs: {} and {}", log.display(), log_shed.display());
     println!("{}", Value::Object(figures));
     Ok(())
+}
+
+/// The server's own p99 of one open-loop phase, as the upper bound of the bucket of
+/// its latency histogram that holds it (see [`server_metrics`]).
+struct ServerSeen {
+    ok_p99_ms: Option<f64>,
+    shed_p99_ms: Option<f64>,
+}
+
+/// One open-loop phase against the server at `address`, with the server's own view
+/// of it from `/metrics` before and after.
+async fn open_loop_phase(
+    http: &Arc<HttpDriver>,
+    address: std::net::SocketAddr,
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+) -> anyhow::Result<(PhaseStats, ServerSeen)> {
+    let probe = reqwest::Client::builder().no_proxy().build()?;
+    let ok_before = server_metrics::scrape(&probe, address, StatusFilter::Success).await?;
+    let shed_before = server_metrics::scrape(&probe, address, StatusFilter::ServiceUnavailable).await?;
+    let stats = load::open_loop(http, rate, duration, max_in_flight).await;
+    let ok = server_metrics::scrape(&probe, address, StatusFilter::Success).await?.since(&ok_before);
+    let shed = server_metrics::scrape(&probe, address, StatusFilter::ServiceUnavailable).await?.since(&shed_before);
+    Ok((stats, ServerSeen { ok_p99_ms: ok.quantile_bound_ms(0.99), shed_p99_ms: shed.quantile_bound_ms(0.99) }))
+}
+
+/// A bucket bound for the JSON line (null when nothing was counted, a string past the
+/// last bucket).
+fn bound(ms: Option<f64>) -> Value {
+    match ms {
+        Some(ms) if ms.is_finite() => json!(ms),
+        Some(_) => json!("+Inf"),
+        None => Value::Null,
+    }
 }
 
 /// A warm-up, then the closed-loop ladder, printing each level.
@@ -277,6 +331,7 @@ fn insert_open_loop(figures: &mut Map<String, Value>, key: &str, rate: f64, stat
     figures.insert(format!("p99_ms_{key}_reads"), json!(ms(&stats.reads, 0.99)));
     figures.insert(format!("max_ms_{key}"), json!(ms(&stats.ok, 1.0)));
     figures.insert(format!("failed_{key}"), json!(stats.failed()));
+    figures.insert(format!("send_lag_p99_ms_{key}"), json!(ms(&stats.send_lag, 0.99)));
 }
 
 fn insert_rss(figures: &mut Map<String, Value>, main: &RssReport, shed: &RssReport) {

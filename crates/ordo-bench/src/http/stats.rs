@@ -20,6 +20,9 @@ pub struct PhaseStats {
     pub reads: Histogram<u64>,
     /// Requests the load shedder refused.
     pub shed: Histogram<u64>,
+    /// Open loop: how late each request left after its scheduled time (the
+    /// generator's own delay, part of every latency it measures).
+    pub send_lag: Histogram<u64>,
     pub failures: BTreeMap<String, u64>,
     /// Arrivals the open-loop generator could not send (too many in flight).
     pub not_sent: u64,
@@ -43,6 +46,7 @@ impl Default for PhaseStats {
             commands: histogram(),
             reads: histogram(),
             shed: histogram(),
+            send_lag: histogram(),
             failures: BTreeMap::new(),
             not_sent: 0,
             workflows_done: 0,
@@ -73,6 +77,10 @@ impl PhaseStats {
         }
     }
 
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(micros(lag));
+    }
+
     pub fn fail(&mut self, label: &str) {
         let label =
             if self.failures.len() < MAX_FAILURE_LABELS || self.failures.contains_key(label) { label } else { "other" };
@@ -85,6 +93,7 @@ impl PhaseStats {
         let _ = self.commands.add(&other.commands);
         let _ = self.reads.add(&other.reads);
         let _ = self.shed.add(&other.shed);
+        let _ = self.send_lag.add(&other.send_lag);
         for (label, n) in &other.failures {
             *self.failures.entry(label.clone()).or_default() += n;
         }
