@@ -20,6 +20,7 @@ mod client;
 mod driver;
 mod inprocess;
 mod load;
+mod pg_horizon;
 mod rss;
 mod server;
 mod server_metrics;
@@ -77,6 +78,9 @@ const RAW_WRITERS: usize = 32;
 /// How often the server's RSS is sampled.
 const RSS_EVERY: Duration = Duration::from_millis(100);
 
+/// How often other databases' transactions are looked for (PostgreSQL).
+const HORIZON_EVERY: Duration = Duration::from_millis(50);
+
 /// Goals of issue 9 on PostgreSQL.
 const GOAL_RATIO: f64 = 0.7;
 const GOAL_P99_50_MS: f64 = 20.0;
@@ -120,6 +124,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "phase", "req/s", "cmd/s", "p50 ms", "p99 ms", "shed/s", "failed"
     );
 
+    let horizon = match url.backend() {
+        Backend::Postgres => Some(pg_horizon::HorizonSampler::start(url.as_str(), HORIZON_EVERY).await?),
+        Backend::Sqlite => None,
+    };
+
     // 1 + 2: the raw baseline and the in-process mix, on this process's own connections
     // (the store's defaults, as the server opens them).
     let database = ordo_store::open(url.as_str()).await?;
@@ -145,6 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // 3 + 4: the server with its default limits.
     let log = std::env::temp_dir().join(format!("ordo-bench-http-{run_id}-server.log"));
     let server = ServerProcess::start(&binary, url.as_str(), &[], &log).await?;
+    announce(&server, "default limits", &log);
     let rss_main = RssSampler::start(server.pid, RSS_EVERY);
     let http = Arc::new(HttpDriver::new(server.address)?);
     let http_capacity = ladder(&http, "http closed loop", &args.concurrency, duration).await;
@@ -184,6 +194,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let log_shed = std::env::temp_dir().join(format!("ordo-bench-http-{run_id}-server-shed.log"));
     let limit = vec!["--max-concurrency".to_owned(), args.shed_concurrency.to_string()];
     let server = ServerProcess::start(&binary, url.as_str(), &limit, &log_shed).await?;
+    announce(&server, &format!("--max-concurrency {}", args.shed_concurrency), &log_shed);
     let rss_shed = RssSampler::start(server.pid, RSS_EVERY);
     let http = Arc::new(HttpDriver::new(server.address)?);
     let _ = load::closed_loop(&http, args.shed_concurrency.min(args.concurrency[0]), WARM_UP).await;
@@ -230,9 +241,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         figures.insert("failures".into(), json!(all.failure_summary()));
     }
     figures.insert("loadavg_end".into(), json!(load_average()));
+    if let Some(horizon) = horizon {
+        let seen = horizon.stop();
+        figures.insert("pg_foreign_xid_share".into(), json!(round3(seen.held_share())));
+        figures.insert("pg_foreign_xid_oldest_ms".into(), json!(seen.oldest_ms.round()));
+    }
     println!();
     summary(&figures, url.backend());
-    println!("server logs: {} and {}", log.display(), log_shed.display());
     println!("{}", Value::Object(figures));
     Ok(())
 }
@@ -270,6 +285,11 @@ fn bound(ms: Option<f64>) -> Value {
         Some(_) => json!("+Inf"),
         None => Value::Null,
     }
+}
+
+/// Says where the server is, for whoever wants to profile it (`perf record -p PID`).
+fn announce(server: &ServerProcess, limits: &str, log: &std::path::Path) {
+    println!("-- server pid {} on {} ({limits}), log {}", server.pid, server.address, log.display());
 }
 
 /// A warm-up, then the closed-loop ladder, printing each level.
@@ -353,6 +373,14 @@ fn summary(figures: &Map<String, Value>, backend: Backend) {
         get("ratio_inprocess")
     );
     println!("server RSS: {:.1} MB at start, {:.1} MB max", get("rss_mb_start"), get("rss_mb_max"));
+    if backend == Backend::Postgres {
+        println!(
+            "other databases' transactions holding an xid (and so the $all readers' horizon): in {:.1}% of \
+             samples, the oldest {:.0} ms",
+            get("pg_foreign_xid_share") * 100.0,
+            get("pg_foreign_xid_oldest_ms")
+        );
+    }
     let goals = [
         ("ratio_inprocess", get("ratio_inprocess") >= GOAL_RATIO, format!(">= {GOAL_RATIO}")),
         ("p99_ms_50", get("p99_ms_50") <= GOAL_P99_50_MS, format!("<= {GOAL_P99_50_MS} ms")),
