@@ -1,13 +1,13 @@
 //! The maximum sustainable rate, found with the closed loop.
 //!
-//! **Definition.** The closed loop runs at rising concurrency (workflows in flight,
-//! one request each); a level is *sustainable* when at most [`MAX_FAILURE_RATIO`] of
-//! its requests fail (shed requests count as failures here). The ladder stops once a
-//! level gains less than [`MIN_GAIN`] over the best so far (the system is
-//! saturated: more concurrency only queues), and the maximum sustainable rate is the
-//! highest rate of successful requests of a sustainable level. An open-loop arrival
-//! rate at or above it would make queues grow without bound; the latency phases
-//! offer fractions of it.
+//! **Definition.** The closed loop runs at each concurrency of a ladder (workflows in
+//! flight, one request each). A level is *sustainable* when none of its requests
+//! were shed and at most [`MAX_FAILURE_RATIO`] of them failed. The maximum
+//! sustainable rate is the highest rate of successful requests among sustainable
+//! levels: the most the system completed when offered as much concurrency as it can
+//! use. Every level runs (no early stop): on a shared machine one noisy level must not
+//! end the search. An open-loop arrival rate at or above it would make queues grow
+//! without bound; the latency phases offer fractions of it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,6 @@ use super::stats::PhaseStats;
 
 /// Most failures a sustainable level may have.
 pub const MAX_FAILURE_RATIO: f64 = 0.01;
-/// A level must beat the best so far by this much for the ladder to go on.
-pub const MIN_GAIN: f64 = 1.05;
 
 /// One rung of the ladder.
 pub struct Level {
@@ -45,8 +43,8 @@ impl Capacity {
     }
 }
 
-/// Runs the closed loop at each of `concurrencies` in turn (see the module docs for
-/// when it stops); `on_level` sees each level as it is measured.
+/// Runs the closed loop at each of `concurrencies` in turn; `on_level` sees each
+/// level as it is measured.
 pub async fn find<D: Driver>(
     driver: &Arc<D>,
     concurrencies: &[usize],
@@ -59,14 +57,10 @@ pub async fn find<D: Driver>(
         let level = Level { concurrency, stats };
         on_level(&level);
         let best_rate = capacity.best().map_or(0.0, |b| b.stats.requests_per_s());
-        let rate = level.stats.requests_per_s();
-        let sustainable = level.sustainable();
+        let better = level.sustainable() && level.stats.requests_per_s() > best_rate;
         capacity.levels.push(level);
-        if sustainable && rate > best_rate {
+        if better {
             capacity.best = Some(capacity.levels.len() - 1);
-        }
-        if capacity.best.is_some() && rate < best_rate * MIN_GAIN {
-            break;
         }
     }
     capacity

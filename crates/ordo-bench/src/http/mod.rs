@@ -112,11 +112,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         workflow::COMMANDS
     );
     println!(
-        "max sustainable rate: closed loop up the ladder {:?}; the best rate of successful requests among levels \
-         with <= {:.0}% failures, stopping when a level gains < {:.0}%",
+        "max sustainable rate: closed loop at each of {:?} in flight; the best rate of successful requests among \
+         levels with no shedding and <= {:.0}% failures",
         args.concurrency,
         capacity::MAX_FAILURE_RATIO * 100.0,
-        (capacity::MIN_GAIN - 1.0) * 100.0
     );
     println!();
     println!(
