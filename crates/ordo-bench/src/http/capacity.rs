@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cpu::{CpuClock, CpuSplit};
 use super::driver::Driver;
 use super::load;
 use super::stats::PhaseStats;
@@ -23,6 +24,7 @@ pub const MAX_FAILURE_RATIO: f64 = 0.01;
 pub struct Level {
     pub concurrency: usize,
     pub stats: PhaseStats,
+    pub cpu: CpuSplit,
 }
 
 impl Level {
@@ -43,18 +45,21 @@ impl Capacity {
     }
 }
 
-/// Runs the closed loop at each of `concurrencies` in turn; `on_level` sees each
+/// Runs the closed loop at each of `concurrencies` in turn, with the CPU use of this
+/// process and of `server_pid` (this process too, in-process); `on_level` sees each
 /// level as it is measured.
 pub async fn find<D: Driver>(
     driver: &Arc<D>,
     concurrencies: &[usize],
     duration: Duration,
+    server_pid: u32,
     mut on_level: impl FnMut(&Level),
 ) -> Capacity {
     let mut capacity = Capacity { levels: Vec::new(), best: None };
     for &concurrency in concurrencies {
+        let clock = CpuClock::start(server_pid);
         let stats = load::closed_loop(driver, concurrency, duration).await;
-        let level = Level { concurrency, stats };
+        let level = Level { concurrency, stats, cpu: clock.stop() };
         on_level(&level);
         let best_rate = capacity.best().map_or(0.0, |b| b.stats.requests_per_s());
         let better = level.sustainable() && level.stats.requests_per_s() > best_rate;

@@ -17,6 +17,7 @@
 
 mod capacity;
 mod client;
+mod cpu;
 mod driver;
 mod inprocess;
 mod load;
@@ -37,6 +38,7 @@ use std::time::Duration;
 use crate::raw;
 use capacity::{Capacity, Level};
 use client::HttpDriver;
+use cpu::{CpuClock, CpuSplit};
 use driver::Driver;
 use inprocess::InProcessDriver;
 use rss::{RssReport, RssSampler};
@@ -119,7 +121,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "{:<46} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}",
+        "{:<46} {:>9} {:>9} {:>8} {:>8} {:>8} {:>7}  CPU cores client/server, machine busy",
         "phase", "req/s", "cmd/s", "p50 ms", "p99 ms", "shed/s", "failed"
     );
 
@@ -140,7 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let runtime = ProjectionRuntime::open(database, ordo_orders::projectors(), RunnerConfig::default()).await?;
     runtime.start().await?;
     let in_process = Arc::new(InProcessDriver::new(runtime.clone()));
-    let in_process_capacity = ladder(&in_process, "in-process", &args.concurrency, duration).await;
+    let in_process_capacity = ladder(&in_process, "in-process", &args.concurrency, duration, std::process::id()).await;
     runtime.shutdown().await;
     drop(in_process);
     drop(runtime);
@@ -156,7 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     announce(&server, "default limits", &log);
     let rss_main = RssSampler::start(server.pid, RSS_EVERY);
     let http = Arc::new(HttpDriver::new(server.address)?);
-    let http_capacity = ladder(&http, "http closed loop", &args.concurrency, duration).await;
+    let http_capacity = ladder(&http, "http closed loop", &args.concurrency, duration, server.pid).await;
     let http_best = best_level(&http_capacity, "http")?;
     let max_rate = http_best.stats.requests_per_s();
     insert_ladder(&mut figures, "http", &http_capacity);
@@ -173,8 +175,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     for (percent, key) in [(50, "50"), (80, "80")] {
         let rate = max_rate * f64::from(percent) / 100.0;
-        let (stats, seen) = open_loop_phase(&http, server.address, rate, duration, args.max_in_flight).await?;
-        row(&format!("http open loop {percent}% = {rate:.0} req/s offered"), &stats);
+        let (stats, seen) = open_loop_phase(&http, &server, rate, duration, args.max_in_flight).await?;
+        row(&format!("http open loop {percent}% = {rate:.0} req/s offered"), &stats, Some(seen.cpu));
+        insert_cpu(&mut figures, key, &seen.cpu);
         insert_open_loop(&mut figures, key, rate, &stats);
         figures.insert(format!("server_p99_ms_bucket_{key}"), bound(seen.ok_p99_ms));
         println!(
@@ -198,8 +201,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let http = Arc::new(HttpDriver::new(server.address)?);
     let _ = load::closed_loop(&http, args.shed_concurrency.min(args.concurrency[0]), WARM_UP).await;
     let rate = 2.0 * max_rate;
-    let (overload, seen) = open_loop_phase(&http, server.address, rate, duration, args.max_in_flight).await?;
-    row(&format!("http open loop 2x = {rate:.0} req/s, limit {}: accepted", args.shed_concurrency), &overload);
+    let (overload, seen) = open_loop_phase(&http, &server, rate, duration, args.max_in_flight).await?;
+    let label = format!("http open loop 2x = {rate:.0} req/s, limit {}: accepted", args.shed_concurrency);
+    row(&label, &overload, Some(seen.cpu));
+    insert_cpu(&mut figures, "2x", &seen.cpu);
     println!(
         "{:<46} {:>9} {:>9} {:>8.2} {:>8.2} {:>8.0}",
         "    … the shed ones (503 overloaded)",
@@ -256,24 +261,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 struct ServerSeen {
     ok_p99_ms: Option<f64>,
     shed_p99_ms: Option<f64>,
+    cpu: CpuSplit,
 }
 
 /// One open-loop phase against the server at `address`, with the server's own view
 /// of it from `/metrics` before and after.
 async fn open_loop_phase(
     http: &Arc<HttpDriver>,
-    address: std::net::SocketAddr,
+    server: &ServerProcess,
     rate: f64,
     duration: Duration,
     max_in_flight: usize,
 ) -> anyhow::Result<(PhaseStats, ServerSeen)> {
     let probe = reqwest::Client::builder().no_proxy().build()?;
+    let address = server.address;
     let ok_before = server_metrics::scrape(&probe, address, StatusFilter::Success).await?;
     let shed_before = server_metrics::scrape(&probe, address, StatusFilter::ServiceUnavailable).await?;
+    let clock = CpuClock::start(server.pid);
     let stats = load::open_loop(http, rate, duration, max_in_flight).await;
+    let cpu = clock.stop();
     let ok = server_metrics::scrape(&probe, address, StatusFilter::Success).await?.since(&ok_before);
     let shed = server_metrics::scrape(&probe, address, StatusFilter::ServiceUnavailable).await?.since(&shed_before);
-    Ok((stats, ServerSeen { ok_p99_ms: ok.quantile_bound_ms(0.99), shed_p99_ms: shed.quantile_bound_ms(0.99) }))
+    Ok((stats, ServerSeen { ok_p99_ms: ok.quantile_bound_ms(0.99), shed_p99_ms: shed.quantile_bound_ms(0.99), cpu }))
 }
 
 /// A bucket bound for the JSON line (null when nothing was counted, a string past the
@@ -292,12 +301,18 @@ fn announce(server: &ServerProcess, limits: &str, log: &std::path::Path) {
 }
 
 /// A warm-up, then the closed-loop ladder, printing each level.
-async fn ladder<D: Driver>(driver: &Arc<D>, label: &str, concurrencies: &[usize], duration: Duration) -> Capacity {
+async fn ladder<D: Driver>(
+    driver: &Arc<D>,
+    label: &str,
+    concurrencies: &[usize],
+    duration: Duration,
+    server_pid: u32,
+) -> Capacity {
     let first = concurrencies.first().copied().unwrap_or(1);
     let _ = load::closed_loop(driver, first, WARM_UP).await;
-    capacity::find(driver, concurrencies, duration, |level| {
+    capacity::find(driver, concurrencies, duration, server_pid, |level| {
         let mark = if level.sustainable() { "" } else { " (not sustainable)" };
-        row(&format!("{label}, {} in flight{mark}", level.concurrency), &level.stats);
+        row(&format!("{label}, {} in flight{mark}", level.concurrency), &level.stats, Some(level.cpu));
     })
     .await
 }
@@ -309,9 +324,12 @@ fn best_level<'a>(capacity: &'a Capacity, what: &str) -> anyhow::Result<&'a Leve
     })
 }
 
-fn row(label: &str, stats: &PhaseStats) {
+fn row(label: &str, stats: &PhaseStats, cpu: Option<CpuSplit>) {
+    let cpu = cpu.map_or(String::new(), |c| {
+        format!("{:.2}/{:.2}, {:.0}%", c.client_cores, c.server_cores, c.machine_busy * 100.0)
+    });
     println!(
-        "{label:<46} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.0} {:>7}",
+        "{label:<46} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.0} {:>7}  {cpu}",
         stats.requests_per_s(),
         stats.commands_per_s(),
         ms(&stats.ok, 0.5),
@@ -335,6 +353,9 @@ fn insert_ladder(figures: &mut Map<String, Value>, prefix: &str, capacity: &Capa
                 "commands_per_s": l.stats.commands_per_s().round(),
                 "p99_ms": ms(&l.stats.ok, 0.99),
                 "failed": l.stats.failed(),
+                "cpu_client_cores": (l.cpu.client_cores * 100.0).round() / 100.0,
+                "cpu_server_cores": (l.cpu.server_cores * 100.0).round() / 100.0,
+                "machine_busy": (l.cpu.machine_busy * 100.0).round() / 100.0,
             })
         })
         .collect();
@@ -351,6 +372,13 @@ fn insert_open_loop(figures: &mut Map<String, Value>, key: &str, rate: f64, stat
     figures.insert(format!("max_ms_{key}"), json!(ms(&stats.ok, 1.0)));
     figures.insert(format!("failed_{key}"), json!(stats.failed()));
     figures.insert(format!("send_lag_p99_ms_{key}"), json!(ms(&stats.send_lag, 0.99)));
+}
+
+fn insert_cpu(figures: &mut Map<String, Value>, key: &str, cpu: &CpuSplit) {
+    let round2 = |x: f64| (x * 100.0).round() / 100.0;
+    figures.insert(format!("cpu_client_cores_{key}"), json!(round2(cpu.client_cores)));
+    figures.insert(format!("cpu_server_cores_{key}"), json!(round2(cpu.server_cores)));
+    figures.insert(format!("machine_busy_{key}"), json!(round2(cpu.machine_busy)));
 }
 
 fn insert_rss(figures: &mut Map<String, Value>, main: &RssReport, shed: &RssReport) {
