@@ -168,6 +168,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     figures.insert("max_rate_per_s".into(), json!(max_rate.round()));
     let ratio = http_best.stats.commands_per_s() / in_process_best.stats.commands_per_s().max(1e-9);
     figures.insert("ratio_inprocess".into(), json!(round3(ratio)));
+    // CPU per request does not depend on how much of the machine others left us.
+    let in_process_us = cpu_us_per_request(in_process_best.cpu.client_cores, &in_process_best.stats);
+    let server_us = cpu_us_per_request(http_best.cpu.server_cores, &http_best.stats);
+    let client_us = cpu_us_per_request(http_best.cpu.client_cores, &http_best.stats);
+    figures.insert("inprocess_cpu_us_per_request".into(), json!(in_process_us.round()));
+    figures.insert("http_server_cpu_us_per_request".into(), json!(server_us.round()));
+    figures.insert("http_client_cpu_us_per_request".into(), json!(client_us.round()));
+    figures.insert("cpu_ratio_inprocess".into(), json!(round3(in_process_us / server_us.max(1e-9))));
 
     let mut all = PhaseStats::default();
     for level in http_capacity.levels.iter().chain(&in_process_capacity.levels) {
@@ -399,6 +407,14 @@ fn summary(figures: &Map<String, Value>, backend: Backend) {
         get("inprocess_commands_per_s"),
         get("ratio_inprocess")
     );
+    println!(
+        "CPU per request at those levels: in-process {:.0} µs; over HTTP the server {:.0} µs (ratio {:.3}) and the \
+         client {:.0} µs (the database's CPU is in neither)",
+        get("inprocess_cpu_us_per_request"),
+        get("http_server_cpu_us_per_request"),
+        get("cpu_ratio_inprocess"),
+        get("http_client_cpu_us_per_request")
+    );
     println!("server RSS: {:.1} MB at start, {:.1} MB max", get("rss_mb_start"), get("rss_mb_max"));
     if backend == Backend::Postgres {
         println!(
@@ -418,6 +434,11 @@ fn summary(figures: &Map<String, Value>, backend: Backend) {
     for (key, met, goal) in goals {
         println!("{scope}: {key} = {} {goal}: {}", get(key), if met { "met" } else { "MISSED" });
     }
+}
+
+/// CPU microseconds per successful request, from `cores` busy over the phase.
+fn cpu_us_per_request(cores: f64, stats: &PhaseStats) -> f64 {
+    cores * 1e6 / stats.requests_per_s().max(1e-9)
 }
 
 fn round3(x: f64) -> f64 {
