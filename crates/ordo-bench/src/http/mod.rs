@@ -13,7 +13,16 @@
 //!    concurrency limit, so that it sheds: how fast the shed requests are answered
 //!    and the accepted ones' latency.
 //!
-//! The servers' resident memory is sampled throughout.
+//! The servers' resident memory is sampled throughout (`rss_mb_max`).
+//!
+//! `ratio_inprocess` is `http_commands_per_s / inprocess_commands_per_s`, each at the
+//! best level of its ladder. The client, the server and the database share the
+//! machine's cores (and, on a shared machine, other people's work), so each phase
+//! also reports who used the CPU, `cpu_ratio_inprocess` compares CPU per request
+//! (in-process vs the server), each open-loop phase reports the generator's own send
+//! lag and the server's own p99 from `/metrics`, and on PostgreSQL the share of time
+//! other databases' transactions held back the `$all` readers' horizon: enough to
+//! tell a slow server from a starved or disturbed one.
 
 mod capacity;
 mod client;
@@ -22,6 +31,7 @@ mod driver;
 mod inprocess;
 mod load;
 mod pg_horizon;
+mod report;
 mod rss;
 mod server;
 mod server_metrics;
@@ -41,7 +51,11 @@ use client::HttpDriver;
 use cpu::{CpuClock, CpuSplit};
 use driver::Driver;
 use inprocess::InProcessDriver;
-use rss::{RssReport, RssSampler};
+use report::{
+    bound, insert_cpu, insert_ladder, insert_open_loop, insert_rss, load_average, load_average_text, round3, row,
+    summary,
+};
+use rss::RssSampler;
 use server::ServerProcess;
 use server_metrics::StatusFilter;
 use stats::{ms, PhaseStats};
@@ -82,12 +96,6 @@ const RSS_EVERY: Duration = Duration::from_millis(100);
 
 /// How often other databases' transactions are looked for (PostgreSQL).
 const HORIZON_EVERY: Duration = Duration::from_millis(50);
-
-/// Goals of issue 9 on PostgreSQL.
-const GOAL_RATIO: f64 = 0.7;
-const GOAL_P99_50_MS: f64 = 20.0;
-const GOAL_SHED_P99_MS: f64 = 5.0;
-const GOAL_RSS_MB: f64 = 150.0;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!args.concurrency.is_empty(), "--concurrency needs at least one level");
@@ -207,7 +215,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     announce(&server, &format!("--max-concurrency {}", args.shed_concurrency), &log_shed);
     let rss_shed = RssSampler::start(server.pid, RSS_EVERY);
     let http = Arc::new(HttpDriver::new(server.address)?);
-    let _ = load::closed_loop(&http, args.shed_concurrency.min(args.concurrency[0]), WARM_UP).await;
+    let _ =
+        load::closed_loop(&http, args.shed_concurrency.min(args.concurrency.first().copied().unwrap_or(1)), WARM_UP)
+            .await;
     let rate = 2.0 * max_rate;
     let (overload, seen) = open_loop_phase(&http, &server, rate, duration, args.max_in_flight).await?;
     let label = format!("http open loop 2x = {rate:.0} req/s, limit {}: accepted", args.shed_concurrency);
@@ -293,16 +303,6 @@ async fn open_loop_phase(
     Ok((stats, ServerSeen { ok_p99_ms: ok.quantile_bound_ms(0.99), shed_p99_ms: shed.quantile_bound_ms(0.99), cpu }))
 }
 
-/// A bucket bound for the JSON line (null when nothing was counted, a string past the
-/// last bucket).
-fn bound(ms: Option<f64>) -> Value {
-    match ms {
-        Some(ms) if ms.is_finite() => json!(ms),
-        Some(_) => json!("+Inf"),
-        None => Value::Null,
-    }
-}
-
 /// Says where the server is, for whoever wants to profile it (`perf record -p PID`).
 fn announce(server: &ServerProcess, limits: &str, log: &std::path::Path) {
     println!("-- server pid {} on {} ({limits}), log {}", server.pid, server.address, log.display());
@@ -332,127 +332,7 @@ fn best_level<'a>(capacity: &'a Capacity, what: &str) -> anyhow::Result<&'a Leve
     })
 }
 
-fn row(label: &str, stats: &PhaseStats, cpu: Option<CpuSplit>) {
-    let cpu = cpu.map_or(String::new(), |c| {
-        format!("{:.2}/{:.2}, {:.0}%", c.client_cores, c.server_cores, c.machine_busy * 100.0)
-    });
-    println!(
-        "{label:<46} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.0} {:>7}  {cpu}",
-        stats.requests_per_s(),
-        stats.commands_per_s(),
-        ms(&stats.ok, 0.5),
-        ms(&stats.ok, 0.99),
-        stats.shed_per_s(),
-        stats.failed()
-    );
-    if stats.failed() > 0 {
-        println!("    failures: {}", stats.failure_summary());
-    }
-}
-
-fn insert_ladder(figures: &mut Map<String, Value>, prefix: &str, capacity: &Capacity) {
-    let levels: Vec<Value> = capacity
-        .levels
-        .iter()
-        .map(|l| {
-            json!({
-                "concurrency": l.concurrency,
-                "requests_per_s": l.stats.requests_per_s().round(),
-                "commands_per_s": l.stats.commands_per_s().round(),
-                "p99_ms": ms(&l.stats.ok, 0.99),
-                "failed": l.stats.failed(),
-                "cpu_client_cores": (l.cpu.client_cores * 100.0).round() / 100.0,
-                "cpu_server_cores": (l.cpu.server_cores * 100.0).round() / 100.0,
-                "machine_busy": (l.cpu.machine_busy * 100.0).round() / 100.0,
-            })
-        })
-        .collect();
-    figures.insert(format!("{prefix}_ladder"), Value::Array(levels));
-}
-
-fn insert_open_loop(figures: &mut Map<String, Value>, key: &str, rate: f64, stats: &PhaseStats) {
-    figures.insert(format!("rate_{key}_per_s"), json!(rate.round()));
-    figures.insert(format!("achieved_per_s_{key}"), json!(stats.requests_per_s().round()));
-    figures.insert(format!("p50_ms_{key}"), json!(ms(&stats.ok, 0.5)));
-    figures.insert(format!("p99_ms_{key}"), json!(ms(&stats.ok, 0.99)));
-    figures.insert(format!("p99_ms_{key}_commands"), json!(ms(&stats.commands, 0.99)));
-    figures.insert(format!("p99_ms_{key}_reads"), json!(ms(&stats.reads, 0.99)));
-    figures.insert(format!("max_ms_{key}"), json!(ms(&stats.ok, 1.0)));
-    figures.insert(format!("failed_{key}"), json!(stats.failed()));
-    figures.insert(format!("send_lag_p99_ms_{key}"), json!(ms(&stats.send_lag, 0.99)));
-}
-
-fn insert_cpu(figures: &mut Map<String, Value>, key: &str, cpu: &CpuSplit) {
-    let round2 = |x: f64| (x * 100.0).round() / 100.0;
-    figures.insert(format!("cpu_client_cores_{key}"), json!(round2(cpu.client_cores)));
-    figures.insert(format!("cpu_server_cores_{key}"), json!(round2(cpu.server_cores)));
-    figures.insert(format!("machine_busy_{key}"), json!(round2(cpu.machine_busy)));
-}
-
-fn insert_rss(figures: &mut Map<String, Value>, main: &RssReport, shed: &RssReport) {
-    let round1 = |x: f64| (x * 10.0).round() / 10.0;
-    figures.insert("rss_mb_max".into(), json!(round1(main.max_mb.max(shed.max_mb))));
-    figures.insert("rss_mb_start".into(), json!(round1(main.first_mb)));
-    figures.insert("rss_mb_end".into(), json!(round1(main.last_mb)));
-    figures.insert("rss_mb_max_shed_server".into(), json!(round1(shed.max_mb)));
-    figures.insert("rss_samples".into(), json!(main.samples + shed.samples));
-}
-
-/// The headline figures, and on PostgreSQL the issue's goals met or missed.
-fn summary(figures: &Map<String, Value>, backend: Backend) {
-    let get = |key: &str| figures.get(key).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    println!(
-        "commands/s over HTTP {:.0} vs in-process {:.0}: ratio {:.3}",
-        get("http_commands_per_s"),
-        get("inprocess_commands_per_s"),
-        get("ratio_inprocess")
-    );
-    println!(
-        "CPU per request at those levels: in-process {:.0} µs; over HTTP the server {:.0} µs (ratio {:.3}) and the \
-         client {:.0} µs (the database's CPU is in neither)",
-        get("inprocess_cpu_us_per_request"),
-        get("http_server_cpu_us_per_request"),
-        get("cpu_ratio_inprocess"),
-        get("http_client_cpu_us_per_request")
-    );
-    println!("server RSS: {:.1} MB at start, {:.1} MB max", get("rss_mb_start"), get("rss_mb_max"));
-    if backend == Backend::Postgres {
-        println!(
-            "other databases' transactions holding an xid (and so the $all readers' horizon): in {:.1}% of \
-             samples, the oldest {:.0} ms",
-            get("pg_foreign_xid_share") * 100.0,
-            get("pg_foreign_xid_oldest_ms")
-        );
-    }
-    let goals = [
-        ("ratio_inprocess", get("ratio_inprocess") >= GOAL_RATIO, format!(">= {GOAL_RATIO}")),
-        ("p99_ms_50", get("p99_ms_50") <= GOAL_P99_50_MS, format!("<= {GOAL_P99_50_MS} ms")),
-        ("shed_p99_ms", get("shed_p99_ms") <= GOAL_SHED_P99_MS, format!("<= {GOAL_SHED_P99_MS} ms")),
-        ("rss_mb_max", get("rss_mb_max") < GOAL_RSS_MB, format!("< {GOAL_RSS_MB} MB")),
-    ];
-    let scope = if backend == Backend::Postgres { "goals" } else { "goals (set for PostgreSQL)" };
-    for (key, met, goal) in goals {
-        println!("{scope}: {key} = {} {goal}: {}", get(key), if met { "met" } else { "MISSED" });
-    }
-}
-
 /// CPU microseconds per successful request, from `cores` busy over the phase.
 fn cpu_us_per_request(cores: f64, stats: &PhaseStats) -> f64 {
     cores * 1e6 / stats.requests_per_s().max(1e-9)
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
-/// The 1-, 5- and 15-minute load averages (the machine is shared: figures are
-/// only as quiet as it was).
-fn load_average() -> Vec<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-fn load_average_text() -> String {
-    load_average().iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(" ")
 }
