@@ -4,7 +4,8 @@
 //!
 //! Phases, in order:
 //! 1. raw single-row INSERTs, 32 writers (`raw_per_s_32`);
-//! 2. the mix in-process (no HTTP), closed loop up the concurrency ladder;
+//! 2. the mix in-process (no HTTP), closed loop up the concurrency ladder, then open
+//!    loop at 50 % of its own maximum (the latency that is not HTTP's);
 //! 3. the mix over HTTP, closed loop up the same ladder: the maximum sustainable
 //!    rate (defined in [`capacity`]);
 //! 4. open loop at 50 % and 80 % of that rate: latency from the scheduled send time
@@ -151,10 +152,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     runtime.start().await?;
     let in_process = Arc::new(InProcessDriver::new(runtime.clone()));
     let in_process_capacity = ladder(&in_process, "in-process", &args.concurrency, duration, std::process::id()).await;
+    let in_process_best = best_level(&in_process_capacity, "in-process")?;
+    // The same open loop without HTTP: how much of the latency at 50 % is not HTTP's.
+    let rate = in_process_best.stats.requests_per_s() / 2.0;
+    let clock = CpuClock::start(std::process::id());
+    let in_process_50 = load::open_loop(&in_process, rate, duration, args.max_in_flight).await;
+    row(&format!("in-process open loop 50% = {rate:.0} req/s offered"), &in_process_50, Some(clock.stop()));
+    figures.insert("inprocess_rate_50_per_s".into(), json!(rate.round()));
+    figures.insert("inprocess_p50_ms_50".into(), json!(ms(&in_process_50.ok, 0.5)));
+    figures.insert("inprocess_p99_ms_50".into(), json!(ms(&in_process_50.ok, 0.99)));
+    figures.insert("inprocess_p99_ms_50_commands".into(), json!(ms(&in_process_50.commands, 0.99)));
     runtime.shutdown().await;
     drop(in_process);
     drop(runtime);
-    let in_process_best = best_level(&in_process_capacity, "in-process")?;
     insert_ladder(&mut figures, "inprocess", &in_process_capacity);
     figures.insert("inprocess_commands_per_s".into(), json!(in_process_best.stats.commands_per_s().round()));
     figures.insert("inprocess_requests_per_s".into(), json!(in_process_best.stats.requests_per_s().round()));
@@ -189,6 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for level in http_capacity.levels.iter().chain(&in_process_capacity.levels) {
         all.merge(&level.stats);
     }
+    all.merge(&in_process_50);
     for (percent, key) in [(50, "50"), (80, "80")] {
         let rate = max_rate * f64::from(percent) / 100.0;
         let (stats, seen) = open_loop_phase(&http, &server, rate, duration, args.max_in_flight).await?;

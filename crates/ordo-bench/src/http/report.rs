@@ -108,6 +108,13 @@ pub fn summary(figures: &Map<String, Value>, backend: Backend) {
         get("cpu_ratio_inprocess"),
         get("http_client_cpu_us_per_request")
     );
+    println!(
+        "p99 at 50 % of the maximum, open loop: over HTTP {:.2} ms (commands {:.2}, reads {:.2}), in-process {:.2} ms",
+        get("p99_ms_50"),
+        get("p99_ms_50_commands"),
+        get("p99_ms_50_reads"),
+        get("inprocess_p99_ms_50")
+    );
     println!("server RSS: {:.1} MB at start, {:.1} MB max", get("rss_mb_start"), get("rss_mb_max"));
     if backend == Backend::Postgres {
         println!(
