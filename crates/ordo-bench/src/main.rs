@@ -6,6 +6,7 @@
 
 mod append;
 mod commands;
+mod http;
 mod phase;
 mod raw;
 mod rebuild;
@@ -28,6 +29,10 @@ enum Bench {
     /// Rebuilding the order read model from scratch vs a raw scan-and-upsert ceiling,
     /// and the live projection lag under load.
     Rebuild(rebuild::Args),
+    /// The real server (`ordo serve`) under an order workflow mix over HTTP, beside
+    /// the same mix in-process and raw single-row INSERTs: maximum rate, open-loop
+    /// latency at 50 % and 80 % of it, load shedding at 2x, server memory.
+    Http(http::Args),
 }
 
 #[tokio::main]
@@ -36,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Append(args) => append::run(args).await,
         Bench::Commands(args) => commands::run(args).await,
         Bench::Rebuild(args) => rebuild::run(args).await,
+        Bench::Http(args) => http::run(args).await,
     }
 }
