@@ -21,7 +21,7 @@ use ordo_inventory::fulfillment::{self, OrderFulfillment};
 use ordo_inventory::StockEvent;
 use ordo_orders::OrderEvent;
 use ordo_projection::ProjectionRuntime;
-use ordo_store::testing::{backend_test, eventually, settle, AppendHook, HookedStore, TestDatabase};
+use ordo_store::testing::{backend_test, eventually, settle, HookedStore, StoreHook, TestDatabase};
 use ordo_store::{AppendResult, EventStore, Position, StoreError, StreamId};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -50,7 +50,7 @@ struct PausingStore {
 }
 
 #[async_trait]
-impl AppendHook for PausingStore {
+impl StoreHook for PausingStore {
     async fn after(&self, result: &Result<AppendResult, StoreError>) {
         if result.is_ok() {
             let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;

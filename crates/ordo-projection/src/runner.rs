@@ -377,6 +377,7 @@ impl ProjectionRuntime {
         let mut signal = self.inner.store.subscribe();
         let mut shutdown = self.inner.shutdown.subscribe();
         let batch_size = self.inner.config.batch_size;
+        let mut recheck = Recheck::default();
         loop {
             if *shutdown.borrow() {
                 return Stop::Shutdown;
@@ -391,12 +392,14 @@ impl ProjectionRuntime {
             };
             if events.is_empty() {
                 self.set_live(name, ProjectorState::Running, None);
+                let poll_interval = self.inner.config.poll_interval;
                 tokio::select! {
-                    _ = signal.wait(self.inner.config.poll_interval) => {}
+                    woke = signal.wait(recheck.wait(poll_interval)) => recheck.after_wait(woke, poll_interval),
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
+            recheck = Recheck::default();
             let state = if events.len() == batch_size { ProjectorState::CatchingUp } else { ProjectorState::Running };
             self.set_live(name, state, None);
             match self.apply_with_retries(&subscriber, &tables, &mut lease, position, events).await {
@@ -518,4 +521,42 @@ fn settle_or(e: ProjectionError) -> Result<ProjectionError, Settle> {
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Looking again soon after a wake-up that found nothing to read. A wake-up means
+/// events were appended; finding none means they are not readable yet (on
+/// PostgreSQL, an older transaction anywhere in the cluster is still open and holds
+/// the readable bound back) or not for this projector. No wake-up will come when
+/// the bound moves, so rather than wait for the poll interval the runner looks
+/// again after a short pause, doubling up to [`RECHECK_MAX`], for at most one poll
+/// interval after the wake-up.
+#[derive(Default)]
+struct Recheck {
+    /// The pause before the next look, and when to stop looking early.
+    pending: Option<(Duration, tokio::time::Instant)>,
+}
+
+/// The first pause after a wake-up that found nothing.
+const RECHECK_FIRST: Duration = Duration::from_millis(5);
+/// The longest pause between early looks.
+const RECHECK_MAX: Duration = Duration::from_millis(160);
+
+impl Recheck {
+    /// How long to wait for a wake-up before reading again.
+    fn wait(&self, poll_interval: Duration) -> Duration {
+        match self.pending {
+            Some((pause, until)) => pause.min(until.saturating_duration_since(tokio::time::Instant::now())),
+            None => poll_interval,
+        }
+    }
+
+    /// After waiting: `woke` if a wake-up came, else the wait timed out.
+    fn after_wait(&mut self, woke: bool, poll_interval: Duration) {
+        let now = tokio::time::Instant::now();
+        self.pending = match self.pending {
+            _ if woke => Some((RECHECK_FIRST, now + poll_interval)),
+            Some((pause, until)) if now < until => Some(((pause * 2).min(RECHECK_MAX), until)),
+            _ => None,
+        };
+    }
 }

@@ -2,7 +2,7 @@
 //! all of them have arrived, and then go to the database together.
 
 use async_trait::async_trait;
-use ordo_store::testing::{AppendHook, HookedStore};
+use ordo_store::testing::{HookedStore, StoreHook};
 use ordo_store::{AppendRequest, EventStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ impl RacingStore {
 }
 
 #[async_trait]
-impl AppendHook for RacingStore {
+impl StoreHook for RacingStore {
     async fn before(&self, _: &AppendRequest) {
         let number = self.arrived.fetch_add(1, Ordering::SeqCst);
         if number < self.racers {

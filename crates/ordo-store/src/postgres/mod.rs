@@ -54,6 +54,10 @@ impl Default for PostgresOptions {
     }
 }
 
+/// How long a pooled connection may sit idle before it is checked again on the way
+/// out (a server restart takes longer than this).
+const RECHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL event store. Clones share the pool, the append groups and the
 /// notification listener.
 #[derive(Clone)]
@@ -80,6 +84,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            // sqlx checks every connection as it comes back (a round trip); checking
+            // it again as it goes out costs a second one per statement. A connection
+            // just put back is as good as checked, so only those that sat idle long
+            // enough for the server to have gone away in between are checked again.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(|e| match StoreError::from(e) {

@@ -64,6 +64,9 @@ impl SqliteStore {
         let reads = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
+            // A file's connection has no server to lose; sqlx checks each one as it
+            // comes back, so checking it again on the way out is a wasted hop.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;

@@ -1,6 +1,7 @@
-//! An event store with a test's hook around every append, and everything else passed
-//! straight through: for tests that must hold appends back (to make a race certain) or
-//! stop a process between two appends (to crash it there).
+//! An event store with a test's hook around every append and after every read of
+//! `$all`, and everything else passed straight through: for tests that must hold
+//! appends back (to make a race certain), stop a process between two appends (to
+//! crash it there), or know that a reader has looked.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,9 +12,10 @@ use crate::{
     RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 
-/// What a test does around each append of a [`HookedStore`].
+/// What a test does around each append, and after each read of `$all`, of a
+/// [`HookedStore`].
 #[async_trait]
-pub trait AppendHook: Send + Sync + 'static {
+pub trait StoreHook: Send + Sync + 'static {
     /// Runs before the append goes to the database.
     async fn before(&self, request: &AppendRequest) {
         let _ = request;
@@ -21,6 +23,11 @@ pub trait AppendHook: Send + Sync + 'static {
 
     /// Runs once the append has returned, with what it returned.
     async fn after(&self, result: &Result<AppendResult, StoreError>) {
+        let _ = result;
+    }
+
+    /// Runs once a read of `$all` has returned, with what it returned.
+    async fn after_read_all(&self, result: &Result<Vec<RecordedEvent>, StoreError>) {
         let _ = result;
     }
 }
@@ -31,7 +38,7 @@ pub struct HookedStore<H> {
     hook: H,
 }
 
-impl<H: AppendHook> HookedStore<H> {
+impl<H: StoreHook> HookedStore<H> {
     /// The store `inner` with `hook` around its appends.
     pub fn around(inner: Arc<dyn EventStore>, hook: H) -> Arc<dyn EventStore> {
         Arc::new(Self { inner, hook })
@@ -39,7 +46,7 @@ impl<H: AppendHook> HookedStore<H> {
 }
 
 #[async_trait]
-impl<H: AppendHook> EventStore for HookedStore<H> {
+impl<H: StoreHook> EventStore for HookedStore<H> {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
@@ -74,7 +81,9 @@ impl<H: AppendHook> EventStore for HookedStore<H> {
         max: usize,
         filter: &EventFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max, filter).await
+        let result = self.inner.read_all(after, max, filter).await;
+        self.hook.after_read_all(&result).await;
+        result
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

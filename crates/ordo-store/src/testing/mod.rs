@@ -8,7 +8,7 @@ mod database;
 mod hooked;
 
 pub use database::{postgres_url, run, TestDatabase};
-pub use hooked::{AppendHook, HookedStore};
+pub use hooked::{HookedStore, StoreHook};
 /// Runs an `async fn name(db: TestDatabase)` on every backend (see `ordo-test-macros`).
 pub use ordo_test_macros::backend_test;
 
