@@ -8,7 +8,7 @@
 use ordo_core::{CommandError, CommandHandler, CommandRequest, HandlerConfig};
 use ordo_orders::values::{CustomerId, Quantity, Sku, UnitPrice};
 use ordo_orders::{Order, OrderCommand, OrderEvent};
-use ordo_store::{AppendRequest, DatabaseUrl, EventStore, ExpectedVersion};
+use ordo_store::{AppendRequest, DatabaseUrl, EventStore, ExpectedVersion, OpenOptions};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -258,9 +258,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         after.retries - before.retries
     );
 
-    // Two nodes on one aggregate: independent handlers (caches, locks), 16 tasks each.
-    let nodes: Vec<Handler> =
-        (0..2).map(|_| Arc::new(CommandHandler::<Order>::new(Arc::clone(&store), HandlerConfig::default()))).collect();
+    // Two nodes on one aggregate: independent handlers (caches, locks) on stores of
+    // their own (connection pools, group commit), 16 tasks each, as two servers.
+    let mut nodes: Vec<Handler> = Vec::new();
+    for _ in 0..2 {
+        let db = ordo_store::open_with(url.as_str(), OpenOptions::default().max_connections(24)).await?;
+        nodes.push(Arc::new(CommandHandler::<Order>::new(db.store, HandlerConfig::default())));
+    }
     let hot2 = hot(&nodes, &format!("{run_id}-hot2"), 32, duration).await?;
     let (conflicts2, retries2) =
         nodes.iter().map(|n| n.stats()).fold((0, 0), |(c, r), s| (c + s.conflicts, r + s.retries));

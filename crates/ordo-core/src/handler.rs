@@ -291,7 +291,7 @@ impl<A: Aggregate> CommandHandler<A> {
     pub async fn handle(&self, request: CommandRequest<A::Command>) -> Outcome<A> {
         let started = Instant::now();
         let mut attempts = 0;
-        let outcome = self.run(request, started, &mut attempts).await;
+        let outcome = self.run(request, &mut attempts).await;
         self.count(&outcome, started, attempts);
         outcome
     }
@@ -339,7 +339,7 @@ impl<A: Aggregate> CommandHandler<A> {
         histogram!("ordo_command_duration_seconds", "aggregate" => A::CATEGORY).record(started.elapsed());
     }
 
-    async fn run(&self, request: CommandRequest<A::Command>, started: Instant, attempts: &mut u32) -> Outcome<A> {
+    async fn run(&self, request: CommandRequest<A::Command>, attempts: &mut u32) -> Outcome<A> {
         tracing::Span::current().record("command", A::command_name(&request.command));
         let stream =
             Self::stream_id(&request.aggregate_id).map_err(|e| CommandError::InvalidId { reason: e.to_string() })?;
@@ -352,6 +352,9 @@ impl<A: Aggregate> CommandHandler<A> {
         }
         let mut metadata = request.metadata.clone();
         metadata.command_id.get_or_insert_with(uuid::Uuid::now_v7);
+        // The retry budget runs from the first attempt: time spent waiting for our
+        // turn behind other commands on this aggregate is not time spent retrying.
+        let first_attempt = Instant::now();
         let mut behind = None;
         loop {
             *attempts += 1;
@@ -369,7 +372,7 @@ impl<A: Aggregate> CommandHandler<A> {
                     if let Expectation::Pinned(expected @ ExpectedVersion::Exact(_)) = request.expectation {
                         return self.refuse(key, Refusal::WrongExpectedVersion { expected, actual }).await;
                     }
-                    if !self.config.retry.allows_another(*attempts, started.elapsed()) {
+                    if !self.config.retry.allows_another(*attempts, first_attempt.elapsed()) {
                         return Err(CommandError::Conflict { attempts: *attempts });
                     }
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);

@@ -164,3 +164,73 @@ async fn without_retries_conflicts_between_nodes_surface(db: TestDatabase) {
     let (acked, _) = check_history(&*store, "s3", &decided).await;
     assert_eq!(acked + surfaced, 160);
 }
+
+/// Holds each append until the test lets it go, telling the test when one arrives.
+struct GatedAppends {
+    arrived: tokio::sync::mpsc::UnboundedSender<()>,
+    go: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait::async_trait]
+impl ordo_store::testing::StoreHook for GatedAppends {
+    async fn before(&self, _: &ordo_store::AppendRequest) {
+        let _ = self.arrived.send(());
+        let permit = tokio::time::timeout(Duration::from_secs(20), self.go.acquire()).await;
+        permit.expect("the test never let the append go").expect("the gate is never closed").forget();
+    }
+}
+
+async fn next_arrival(arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let arrived = tokio::time::timeout(Duration::from_secs(20), arrivals.recv()).await;
+    arrived.expect("an append on the gated node never came");
+}
+
+/// A command that waited for its turn longer than the retry budget's time still gets
+/// its retries: the budget runs from its first attempt, not from its arrival. (Under
+/// load, commands queue behind a hot aggregate's turn; counting the queue against
+/// them surfaces conflicts that one retry would have resolved.)
+#[backend_test]
+async fn time_waiting_for_a_turn_is_not_taken_from_the_retry_budget(db: TestDatabase) {
+    let store = db.store().await;
+    let budget = Duration::from_millis(300);
+    let config = HandlerConfig {
+        retry: RetryPolicy { max_elapsed: budget, ..RetryPolicy::default() },
+        ..HandlerConfig::default()
+    };
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+    let go = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated =
+        ordo_store::testing::HookedStore::around(Arc::clone(&store), GatedAppends { arrived, go: Arc::clone(&go) });
+    let (here, other) = (node(&gated, config.clone()), node(&store, config));
+
+    other.handle(CommandRequest::new("s4", open(10))).await.unwrap();
+    // The first command holds the aggregate's turn, its append held at the gate.
+    let first = tokio::spawn({
+        let here = Arc::clone(&here);
+        async move { here.handle(CommandRequest::new("s4", reserve(1))).await }
+    });
+    next_arrival(&mut arrivals).await;
+    // The second queues behind it for longer than the whole budget.
+    let (queued, is_queued) = tokio::sync::oneshot::channel();
+    let second = tokio::spawn({
+        let here = Arc::clone(&here);
+        async move {
+            let _ = queued.send(std::time::Instant::now());
+            here.handle(CommandRequest::new("s4", reserve(1))).await
+        }
+    });
+    let queued_at = is_queued.await.unwrap();
+    tokio::time::sleep_until((queued_at + budget + Duration::from_millis(100)).into()).await;
+    go.add_permits(1);
+    first.await.unwrap().unwrap();
+    // Its turn came; its append is at the gate, decided on the state the first left.
+    next_arrival(&mut arrivals).await;
+    // The other node moves the stock on, so that append is refused.
+    other.handle(CommandRequest::new("s4", reserve(2))).await.unwrap();
+    go.add_permits(2);
+    let answer = second.await.unwrap();
+    let stats = here.stats();
+    assert!(stats.conflicts >= 1, "the queued command's first append must have been refused: {stats:?}");
+    let committed = answer.unwrap_or_else(|e| panic!("a command that queued past the budget was not retried: {e}"));
+    assert_eq!(committed.events, vec![StockEvent::Reserved { quantity: 1, level: 4 }]);
+}
