@@ -6,8 +6,8 @@
 use chrono::Utc;
 use metrics::{counter, histogram};
 use ordo_store::{
-    AppendRequest, AppendedRange, EventMetadata, EventStore, ExpectedVersion, IdempotencyRecord, Snapshot, StoreError,
-    StreamId, Version, READ_PAGE,
+    AppendRequest, AppendedRange, EventMetadata, EventStore, ExpectedVersion, HeldStream, IdempotencyRecord, Snapshot,
+    StoreError, StreamId, Version, READ_PAGE,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -358,7 +358,9 @@ impl<A: Aggregate> CommandHandler<A> {
         let mut behind = None;
         loop {
             *attempts += 1;
-            match self.attempt(&stream, &request, &metadata, behind.take()).await? {
+            // A command that keeps losing races holds the stream for its next attempt.
+            let hold = *attempts > self.config.retry.hold_after;
+            match self.attempt(&stream, &request, &metadata, behind.take(), hold).await? {
                 Attempt::Done(committed) if committed.events.is_empty() => return self.unchanged(key, committed).await,
                 Attempt::Done(committed) => return Ok(committed),
                 Attempt::Refused(refusal) => return self.refuse(key, refusal).await,
@@ -384,18 +386,22 @@ impl<A: Aggregate> CommandHandler<A> {
         }
     }
 
-    /// Loads, decides and appends once. The state goes back into the cache here and
-    /// only here: after a decision that appends nothing, or with the events applied
-    /// after a successful append. After a conflict it goes back to the caller, which
-    /// hands it to the next attempt to catch up.
+    /// Loads, decides and appends once; with `hold`, all three under a hold on the
+    /// stream ([`EventStore::hold_stream`]), so that the append cannot lose a race. The
+    /// state goes back into the cache here and only here: after a decision that
+    /// appends nothing, or with the events applied after a successful append. After a
+    /// conflict it goes back to the caller, which hands it to the next attempt to
+    /// catch up.
     async fn attempt(
         &self,
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
         metadata: &EventMetadata,
         behind: Option<Behind<A>>,
+        hold: bool,
     ) -> Result<Attempt<A>, CommandError<A::Rejection>> {
-        let (loaded, decision) = self.load_and_decide(stream, request, behind).await?;
+        let mut held = if hold { Some(self.store.hold_stream(stream).await?) } else { None };
+        let (loaded, decision) = self.load_and_decide(stream, request, behind, held.as_deref_mut()).await?;
         let Loaded { version, mut state, .. } = loaded;
         let (attempt, kept) = match decision {
             Decision::Refuse(refusal) => (Attempt::Refused(refusal), Some(version)),
@@ -403,7 +409,12 @@ impl<A: Aggregate> CommandHandler<A> {
                 (Attempt::Done(self.committed(request, stream, version, 0, Vec::new())), Some(version))
             }
             Decision::Append(events) => {
-                match self.store.append(self.append(stream, version, &events, request, metadata)?).await {
+                let append = self.append(stream, version, &events, request, metadata)?;
+                let appended = match held {
+                    Some(held) => held.append(append).await,
+                    None => self.store.append(append).await,
+                };
+                match appended {
                     Ok(result) => {
                         events.iter().for_each(|e| state.apply(e));
                         let done = self.committed(request, stream, result.last_version, result.last_position(), events);
@@ -427,45 +438,51 @@ impl<A: Aggregate> CommandHandler<A> {
     /// The aggregate and the decision on it. The aggregate is the state a conflict
     /// left `behind` (caught up with the stream, unless what the append missed already
     /// did); or the cached one (taken out: the caller holds its turn); or a fresh load.
-    /// A decision that appends nothing is checked by no expected version, so when it
-    /// rests on state that another node may have moved past since — cached, or caught
-    /// up by a conflict — the state is caught up once, and decided again if the stream
-    /// had moved.
+    /// Under a hold it is always caught up through the hold, hence current. A decision
+    /// that appends nothing is checked by no expected version, so when it rests on
+    /// state that another node may have moved past since — cached, or caught up by a
+    /// conflict — the state is caught up once, and decided again if the stream had
+    /// moved.
     async fn load_and_decide(
         &self,
         stream: &StreamId,
         request: &CommandRequest<A::Command>,
         behind: Option<Behind<A>>,
+        held: Option<&mut (dyn HeldStream + '_)>,
     ) -> Result<(Loaded<A>, Decision<A>), CommandError<A::Rejection>> {
-        let loaded = match behind {
-            Some(Behind { version, state, caught_up: true }) => Loaded { version, state, cached: true },
-            Some(Behind { version, state, caught_up: false }) => self.caught_up(stream, version, state).await?,
-            None => match self.cache.take(stream.as_str()) {
-                Some((version, state)) => Loaded { version, state, cached: true },
-                None => {
-                    let (version, state) = self.load(stream).await?;
-                    Loaded { version, state, cached: false }
-                }
-            },
+        let start = match behind {
+            Some(Behind { version, state, caught_up }) => Some((version, state, caught_up)),
+            None => self.cache.take(stream.as_str()).map(|(version, state)| (version, state, true)),
+        };
+        let loaded = match (start, held) {
+            (Some((version, state, _)), Some(held)) => self.caught_up(stream, version, state, Some(held)).await?,
+            (Some((version, state, true)), None) => Loaded { version, state, cached: true },
+            (Some((version, state, false)), None) => self.caught_up(stream, version, state, None).await?,
+            (None, held) => {
+                let (version, state) = self.load_through(stream, held).await?;
+                Loaded { version, state, cached: false }
+            }
         };
         let decision = decide(&loaded, request);
         if !loaded.cached || matches!(decision, Decision::Append(_)) {
             return Ok((loaded, decision));
         }
         let before = loaded.version;
-        let fresh = self.caught_up(stream, loaded.version, loaded.state).await?;
+        let fresh = self.caught_up(stream, loaded.version, loaded.state, None).await?;
         let decision = if fresh.version == before { decision } else { decide(&fresh, request) };
         Ok((fresh, decision))
     }
 
-    /// `state` at `version`, with the events after it applied.
+    /// `state` at `version`, with the events after it applied (read through `held`
+    /// if the stream is held).
     async fn caught_up(
         &self,
         stream: &StreamId,
         version: Version,
         state: A,
+        held: Option<&mut (dyn HeldStream + '_)>,
     ) -> Result<Loaded<A>, CommandError<A::Rejection>> {
-        let (version, state) = self.catch_up(stream, version, state).await?;
+        let (version, state) = self.catch_up(stream, version, state, held).await?;
         Ok(Loaded { version, state, cached: false })
     }
 
@@ -511,8 +528,18 @@ impl<A: Aggregate> CommandHandler<A> {
     /// The aggregate's current version and state, rebuilt from the newest usable
     /// snapshot and the events after it (the cache is neither read nor filled).
     pub async fn load(&self, stream: &StreamId) -> Result<(Version, A), CommandError<A::Rejection>> {
+        self.load_through(stream, None).await
+    }
+
+    /// [`load`](Self::load), the events after the snapshot read through `held` if the
+    /// stream is held.
+    async fn load_through(
+        &self,
+        stream: &StreamId,
+        held: Option<&mut (dyn HeldStream + '_)>,
+    ) -> Result<(Version, A), CommandError<A::Rejection>> {
         let (from, state) = self.load_snapshot(stream).await?;
-        let (version, state) = self.catch_up(stream, from, state).await?;
+        let (version, state) = self.catch_up(stream, from, state, held).await?;
         // A long stream's loads stay cheap only if its snapshot stays close to its head,
         // also where no cache holds it (a new process, many nodes).
         let replayed = version.saturating_sub(from);
@@ -523,15 +550,20 @@ impl<A: Aggregate> CommandHandler<A> {
         Ok((version, state))
     }
 
-    /// `state` at `version`, brought to the end of the stream by the events after it.
+    /// `state` at `version`, brought to the end of the stream by the events after it
+    /// (read through `held` if the stream is held).
     async fn catch_up(
         &self,
         stream: &StreamId,
         mut version: Version,
         mut state: A,
+        mut held: Option<&mut (dyn HeldStream + '_)>,
     ) -> Result<(Version, A), CommandError<A::Rejection>> {
         loop {
-            let page = self.store.read_stream(stream, version + 1, READ_PAGE).await?;
+            let page = match held.as_deref_mut() {
+                Some(held) => held.read(version + 1, READ_PAGE).await?,
+                None => self.store.read_stream(stream, version + 1, READ_PAGE).await?,
+            };
             for stored in &page {
                 state.apply(&decode_event::<A::Event>(stored)?);
                 version = stored.version;

@@ -18,6 +18,12 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The largest delay between attempts (default 200 ms).
     pub max_delay: Duration,
+    /// After this many conflicts, a command's attempts hold the stream
+    /// ([`EventStore::hold_stream`](ordo_store::EventStore::hold_stream)): it reads,
+    /// decides and appends while appends from elsewhere wait, so it cannot lose again
+    /// (default 2). Without it, a node that must read after each lost race can lose
+    /// every race to a node that decides from its cache, and run out of attempts.
+    pub hold_after: u32,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +33,7 @@ impl Default for RetryPolicy {
             max_elapsed: Duration::from_secs(2),
             base_delay: Duration::from_millis(2),
             max_delay: Duration::from_millis(200),
+            hold_after: 2,
         }
     }
 }

@@ -234,3 +234,43 @@ async fn time_waiting_for_a_turn_is_not_taken_from_the_retry_budget(db: TestData
     let committed = answer.unwrap_or_else(|e| panic!("a command that queued past the budget was not retried: {e}"));
     assert_eq!(committed.events, vec![StockEvent::Reserved { quantity: 1, level: 4 }]);
 }
+
+/// Before each append of the node it is hooked into, lets a rival node commit a
+/// reservation on the same stock first: that node loses every race it runs.
+struct RivalFirst {
+    rival: Node,
+    id: &'static str,
+}
+
+#[async_trait::async_trait]
+impl ordo_store::testing::StoreHook for RivalFirst {
+    async fn before(&self, _: &ordo_store::AppendRequest) {
+        self.rival.handle(CommandRequest::new(self.id, reserve(1))).await.expect("the rival's reservation");
+    }
+}
+
+/// A node that loses every race it runs (a rival with a fresher cache commits first,
+/// each time) still gets its command through: after `hold_after` lost races it holds
+/// the stream, reads, decides and appends while other appends wait. Without the hold
+/// it would lose all of its attempts and the conflict would reach the caller.
+#[backend_test]
+async fn a_command_that_keeps_losing_races_holds_the_stream_and_wins(db: TestDatabase) {
+    let store = db.store().await;
+    let rival = node(&store, HandlerConfig::default());
+    rival.handle(CommandRequest::new("s5", open(100))).await.unwrap();
+    let beaten = ordo_store::testing::HookedStore::around(
+        Arc::clone(&store),
+        RivalFirst { rival: Arc::clone(&rival), id: "s5" },
+    );
+    let config =
+        HandlerConfig { retry: RetryPolicy { hold_after: 2, ..RetryPolicy::default() }, ..HandlerConfig::default() };
+    let loser = node(&beaten, config);
+    let committed = loser
+        .handle(CommandRequest::new("s5", reserve(5)))
+        .await
+        .unwrap_or_else(|e| panic!("the node that kept losing never got through: {e}"));
+    assert_eq!(loser.stats().conflicts, 2, "it lost two races, then held the stream: {:?}", loser.stats());
+    // The rival reserved 1 before each of the two lost attempts; the held decision
+    // saw both.
+    assert_eq!(committed.events, vec![StockEvent::Reserved { quantity: 5, level: 7 }]);
+}

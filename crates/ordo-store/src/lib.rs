@@ -58,6 +58,6 @@ pub use read_model::{
 };
 pub use signal::EventSignal;
 pub use store::{
-    check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, IdempotencyRecord, Snapshot,
+    check_idempotency_key, AppendRequest, AppendedRange, Backend, EventStore, HeldStream, IdempotencyRecord, Snapshot,
     StoredIdempotency, MISSED_EVENTS_MAX, READ_PAGE,
 };

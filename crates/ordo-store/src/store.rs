@@ -280,4 +280,44 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The newest snapshot of a stream, if any.
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Holds `stream_id` for one writer until it appends or lets go (drops the hold):
+    /// meanwhile appends to the stream from elsewhere wait, so what the holder reads
+    /// stays current and its append cannot lose a race. For a writer that keeps
+    /// losing races to writers with fresher caches (fairness, not correctness: every
+    /// append still checks its expected version, held or not).
+    ///
+    /// PostgreSQL holds the stream with a transaction-level advisory lock that every
+    /// append also takes, shared. The default (SQLite, whose single writer already
+    /// serializes appends) holds nothing: reads and the append go to the store.
+    async fn hold_stream<'a>(&'a self, stream_id: &StreamId) -> Result<Box<dyn HeldStream + 'a>, StoreError> {
+        Ok(Box::new(Unheld { store: self, stream_id: stream_id.clone() }))
+    }
+}
+
+/// A stream held for one writer ([`EventStore::hold_stream`]).
+#[async_trait]
+pub trait HeldStream: Send {
+    /// Up to `max` events of the held stream from `from_version` on, oldest first.
+    async fn read(&mut self, from_version: Version, max: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Appends to the held stream (as [`EventStore::append`] does) and lets it go.
+    async fn append(self: Box<Self>, request: AppendRequest) -> Result<AppendResult, StoreError>;
+}
+
+/// The hold of a store that needs none: reads and appends go to the store.
+struct Unheld<'a, S: ?Sized> {
+    store: &'a S,
+    stream_id: StreamId,
+}
+
+#[async_trait]
+impl<S: EventStore + ?Sized> HeldStream for Unheld<'_, S> {
+    async fn read(&mut self, from_version: Version, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.store.read_stream(&self.stream_id, from_version, max).await
+    }
+
+    async fn append(self: Box<Self>, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        self.store.append(request).await
+    }
 }

@@ -561,3 +561,31 @@ async fn a_refused_append_hands_back_what_it_missed(db: TestDatabase) {
         }
     }
 }
+
+/// A held stream reads and appends as the store does: its reads see the stream, its
+/// append checks the expected version (a stale one is refused with what it missed),
+/// and letting a hold go without appending writes nothing.
+#[backend_test]
+async fn a_held_stream_reads_and_appends_like_the_store(db: TestDatabase) {
+    let store = db.store().await;
+    let s = stream("held-1");
+    store.append(append(&s, ExpectedVersion::NoStream, vec![event(1), event(2)])).await.unwrap();
+
+    let mut held = store.hold_stream(&s).await.unwrap();
+    assert_eq!(held.read(2, 10).await.unwrap().iter().map(|e| e.version).collect::<Vec<_>>(), vec![2]);
+    let appended = held.append(append(&s, ExpectedVersion::Exact(2), vec![event(3)])).await.unwrap();
+    assert_eq!((appended.first_version, appended.last_version), (3, 3));
+
+    let held = store.hold_stream(&s).await.unwrap();
+    match held.append(append(&s, ExpectedVersion::Exact(1), vec![event(4)])).await {
+        Err(StoreError::WrongExpectedVersion { actual: 3, missed, .. }) => {
+            assert_eq!(missed.iter().map(|e| e.version).collect::<Vec<_>>(), vec![2, 3]);
+        }
+        other => panic!("a stale append under a hold must be refused, got {other:?}"),
+    }
+
+    drop(store.hold_stream(&s).await.unwrap());
+    // The hold is gone: an append from anywhere goes through.
+    store.append(append(&s, ExpectedVersion::Exact(3), vec![event(4)])).await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), 4);
+}

@@ -1,10 +1,11 @@
 //! PostgreSQL-only behaviour: the skip-free `$all` watermark under out-of-order
-//! commits, and the trigger that keeps events immutable.
+//! commits, the trigger that keeps events immutable, stream holds, positions after a
+//! restore.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use ordo_store::postgres::{OpenAppend, PostgresStore};
-use ordo_store::testing::{backend_test, settle, TestDatabase};
-use ordo_store::{AppendRequest, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, StreamId};
+use ordo_store::testing::{backend_test, eventually, settle, TestDatabase};
+use ordo_store::{AppendRequest, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamId};
 use serde_json::json;
 
 fn one_event(stream: &str) -> AppendRequest {
@@ -195,5 +196,48 @@ async fn a_database_with_synchronous_commit_off_is_refused(db: TestDatabase) {
         }
         Err(other) => panic!("expected UnsafeDurability, got {other:?}"),
         Ok(_) => panic!("a store opened on a database with synchronous_commit=off"),
+    }
+}
+
+/// While a stream is held, another node's append to it waits for the hold (and is
+/// then refused, its version taken), so the holder's read stays current and its
+/// append cannot lose the race.
+#[backend_test(postgres)]
+async fn a_held_stream_keeps_other_nodes_appends_waiting(db: TestDatabase) {
+    let (here, there) = (db.postgres().await, db.postgres().await);
+    let s = StreamId::new("order-held").unwrap();
+    here.append(one_event("order-held")).await.unwrap();
+    let mut held = here.hold_stream(&s).await.unwrap();
+
+    let second =
+        |expected| AppendRequest::new(s.clone(), expected, vec![NewEvent::new("Happened", json!({"by": "rival"}))]);
+    let rival = tokio::spawn({
+        let request = second(ExpectedVersion::Exact(1));
+        async move { there.append(request).await }
+    });
+    let pool = here.pool().clone();
+    eventually(std::time::Duration::from_secs(20), "the rival append waits for the hold", || {
+        let pool = pool.clone();
+        async move {
+            // A two-key advisory lock of this database, not granted: the rival's hold.
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND NOT granted \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            waiting > 0
+        }
+    })
+    .await;
+    assert!(!rival.is_finished(), "the rival append went through a held stream");
+
+    assert_eq!(held.read(1, 10).await.unwrap().len(), 1, "the holder reads the stream as it is");
+    let appended = held.append(second(ExpectedVersion::Exact(1))).await.unwrap();
+    assert_eq!(appended.last_version, 2);
+    match rival.await.unwrap() {
+        Err(StoreError::WrongExpectedVersion { actual: 2, .. }) => {}
+        other => panic!("the rival that waited must be refused, got {other:?}"),
     }
 }

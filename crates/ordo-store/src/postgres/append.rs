@@ -46,12 +46,16 @@ const POSITION_GUARD: &str = "((pg_current_xact_id()::text::bigint + (SELECT shi
 /// sequence of its last event.
 /// Position = ((transaction id + shift) << 16) + sequence - 1; see the migrations.
 /// An append is accepted only if its expectation holds and its first position lies
-/// above every stored one (see [`POSITION_GUARD`]).
+/// above every stored one (see [`POSITION_GUARD`]). Before it reads a stream's version
+/// it takes the stream's hold, shared (see `super::hold`).
 static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
+    let hold = super::hold::hold_shared("a.stream");
     format!(
         r#"
 WITH appends AS (
     SELECT a.idx, a.stream, a.category, a.kind, a.exact,
+           -- The stream's hold first (streams in the group's one order), then its version.
+           {hold} AS held,
            (SELECT coalesce(max(version), 0) FROM events WHERE stream_id = a.stream) AS current
     FROM unnest($1::int4[], $2::text[], $3::text[], $4::int4[], $5::int8[]) AS a(idx, stream, category, kind, exact)
 ), accepted AS (
@@ -93,10 +97,11 @@ FROM appends a
 /// but `$1`/`$2` stream and category, `$3..$7` the event arrays, `$8`/`$9` the
 /// expectation, `$10..$14` the record, `$15` the number of events.
 static APPEND_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let hold = super::hold::hold_shared("$1");
     format!(
         r#"
 WITH current AS (
-    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1
+    SELECT coalesce(max(version), 0) AS version FROM events WHERE stream_id = $1 AND {hold}
 ), accepted AS (
     SELECT version FROM current
     WHERE CASE WHEN (CASE $8::int4 WHEN 0 THEN true WHEN 1 THEN version = 0 WHEN 2 THEN version > 0
@@ -131,7 +136,7 @@ FROM current c LEFT JOIN accepted a ON true
 });
 
 /// Runs the one-append statement on `conn`.
-async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {
+pub(crate) async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {
     let p = Params::new(&[request])?;
     let record = request.idempotency.as_ref();
     let (current, accepted, base, missed): (i64, bool, Option<i64>, Option<Json<serde_json::Value>>) =

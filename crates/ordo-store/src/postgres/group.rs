@@ -69,6 +69,11 @@ impl GroupCommit {
         Self { inner: Arc::new(Inner { sink, state: Mutex::new(state) }) }
     }
 
+    /// Where appends go and whom they wake.
+    pub(crate) fn sink(&self) -> &Sink {
+        &self.inner.sink
+    }
+
     /// Appends `request` in the next group and waits for its commit.
     pub(crate) async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();

@@ -7,6 +7,7 @@ mod append;
 #[cfg(feature = "baseline")]
 pub(crate) mod baseline;
 mod group;
+mod hold;
 pub(crate) mod lease;
 mod notify;
 mod positions;
@@ -24,8 +25,8 @@ use crate::queries::Shared;
 use crate::rows::{self, from_db, limit, to_db, EventRow, EVENT_COLUMNS};
 use crate::signal::SignalSender;
 use crate::{
-    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
-    RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
+    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, HeldStream, IdempotencyRecord,
+    Position, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 #[cfg(feature = "testing")]
 pub use append::OpenAppend;
@@ -290,5 +291,9 @@ impl EventStore for PostgresStore {
 
     async fn load_snapshot(&self, stream_id: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         Shared(&self.pool).load_snapshot(stream_id).await
+    }
+
+    async fn hold_stream<'a>(&'a self, stream_id: &StreamId) -> Result<Box<dyn HeldStream + 'a>, StoreError> {
+        Ok(Box::new(hold::hold(self.appends.sink(), stream_id).await?))
     }
 }

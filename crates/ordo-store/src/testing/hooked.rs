@@ -1,15 +1,17 @@
 //! An event store with a test's hook around every append and after every read of
 //! `$all`, and everything else passed straight through: for tests that must hold
 //! appends back (to make a race certain), stop a process between two appends (to
-//! crash it there), or know that a reader has looked.
+//! crash it there), or know that a reader has looked. Appends under a stream hold
+//! ([`EventStore::hold_stream`]) go to the inner store's hold, past the hook: a hold
+//! is what a writer takes so as not to be held back again.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use crate::{
-    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, IdempotencyRecord, Position,
-    RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
+    AppendRequest, AppendResult, Backend, EventFilter, EventSignal, EventStore, HeldStream, IdempotencyRecord,
+    Position, RecordedEvent, Snapshot, StoreError, StoredIdempotency, StreamId, Version,
 };
 
 /// What a test does around each append, and after each read of `$all`, of a
@@ -116,5 +118,9 @@ impl<H: StoreHook> EventStore for HookedStore<H> {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         self.inner.load_snapshot(stream).await
+    }
+
+    async fn hold_stream<'a>(&'a self, stream: &StreamId) -> Result<Box<dyn HeldStream + 'a>, StoreError> {
+        self.inner.hold_stream(stream).await
     }
 }
