@@ -27,7 +27,7 @@ pub struct HandlerConfig {
     pub retry: RetryPolicy,
     /// Save a snapshot each time a stream passes a multiple of this many events, and
     /// when a load of a stream at least this long had to replay more than a tenth of
-    /// it past its snapshot (`None`: never). Streams shorter than this load from their
+    /// this many events past its snapshot (`None`: never). Streams shorter than this load from their
     /// events alone.
     pub snapshot_every: Option<u64>,
     /// How many aggregates the in-memory cache keeps (0: no cache).
@@ -73,7 +73,8 @@ struct Counters {
 struct Loaded<A> {
     version: Version,
     state: A,
-    /// Whether it came from the cache, and so may be behind another node's writes.
+    /// Whether it was not read from the store for this attempt (the cache, or what a
+    /// conflict left behind), and so may be behind another node's writes.
     cached: bool,
 }
 
@@ -283,8 +284,9 @@ impl<A: Aggregate> CommandHandler<A> {
     /// current tracing span, for callers that declared those fields.
     ///
     /// With a key, a recorded outcome is the answer (`replayed`): a commit, a
-    /// rejection or a wrong version, each recorded with the decision. A command that
-    /// changes nothing records nothing. Conflicts with other writers are retried
+    /// rejection or a wrong version, each recorded with the decision. A keyed command
+    /// that changes nothing is recorded too: its retry gets the version it saw.
+    /// Conflicts with other writers are retried
     /// under [`HandlerConfig::retry`] (a decision against the latest state), except
     /// under a pinned [`ExpectedVersion::Exact`], whose conflict is the answer
     /// ([`CommandError::WrongExpectedVersion`]). See [`CommandError`] for the rest.
@@ -455,9 +457,9 @@ impl<A: Aggregate> CommandHandler<A> {
             None => self.cache.take(stream.as_str()).map(|(version, state)| (version, state, true)),
         };
         let loaded = match (start, held) {
-            (Some((version, state, _)), Some(held)) => self.caught_up(stream, version, state, Some(held)).await?,
             (Some((version, state, true)), None) => Loaded { version, state, cached: true },
-            (Some((version, state, false)), None) => self.caught_up(stream, version, state, None).await?,
+            // Not caught up, or held: read what came after it (through the hold, if any).
+            (Some((version, state, _)), held) => self.caught_up(stream, version, state, held).await?,
             (None, held) => {
                 let (version, state) = self.load_through(stream, held).await?;
                 Loaded { version, state, cached: false }
@@ -633,16 +635,28 @@ impl<A: Aggregate> CommandHandler<A> {
     /// a retry gets the same answer.
     async fn refuse(&self, key: Option<&IdempotencyKey>, refusal: Refusal<A::Rejection>) -> Outcome<A> {
         if let Some(key) = key {
-            match self.store.record_outcome(self.record(key, &refusal.recorded())?).await {
-                Ok(()) => {}
-                // A duplicate with the same key was answered first: its answer is ours.
-                Err(StoreError::IdempotencyKeyExists { .. }) => {
-                    return self.recorded(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(answer) = self.record_first(key, &refusal.recorded()).await {
+                return answer;
             }
         }
         Err(refusal.into_error(false))
+    }
+
+    /// Records `outcome` under `key`. `None` once recorded; otherwise the answer this
+    /// request gets instead: a duplicate with the same key answered first (its answer
+    /// is ours), or the record could not be written.
+    async fn record_first(&self, key: &IdempotencyKey, outcome: &RecordedOutcome<A::Rejection>) -> Option<Outcome<A>> {
+        let record = match self.record(key, outcome) {
+            Ok(record) => record,
+            Err(e) => return Some(Err(e.into())),
+        };
+        match self.store.record_outcome(record).await {
+            Ok(()) => None,
+            Err(StoreError::IdempotencyKeyExists { .. }) => {
+                Some(self.recorded(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight)))
+            }
+            Err(e) => Some(Err(e.into())),
+        }
     }
 
     /// Answers that the command changed nothing, recording it under the key first: a
@@ -654,12 +668,8 @@ impl<A: Aggregate> CommandHandler<A> {
                 stream_id: committed.stream_id.clone(),
                 version: committed.version,
             };
-            match self.store.record_outcome(self.record(key, &outcome)?).await {
-                Ok(()) => {}
-                Err(StoreError::IdempotencyKeyExists { .. }) => {
-                    return self.recorded(Some(key)).await.unwrap_or(Err(CommandError::IdempotencyKeyInFlight));
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(answer) = self.record_first(key, &outcome).await {
+                return answer;
             }
         }
         Ok(committed)

@@ -318,6 +318,17 @@ impl<S: EventStore + ?Sized> HeldStream for Unheld<'_, S> {
     }
 
     async fn append(self: Box<Self>, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        check_held(&self.stream_id, &request)?;
         self.store.append(request).await
     }
+}
+
+/// Refuses an append under a hold to another stream than the held one.
+pub(crate) fn check_held(held: &StreamId, request: &AppendRequest) -> Result<(), StoreError> {
+    if &request.stream_id != held {
+        return Err(StoreError::InvalidAppend {
+            reason: format!("the hold is on {held}, not on {}", request.stream_id),
+        });
+    }
+    Ok(())
 }

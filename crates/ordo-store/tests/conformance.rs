@@ -585,7 +585,9 @@ async fn a_held_stream_reads_and_appends_like_the_store(db: TestDatabase) {
     }
 
     drop(store.hold_stream(&s).await.unwrap());
-    // The hold is gone: an append from anywhere goes through.
-    store.append(append(&s, ExpectedVersion::Exact(3), vec![event(4)])).await.unwrap();
+    // The hold is gone: an append from anywhere goes through (a leaked hold would
+    // keep it waiting).
+    let after = store.append(append(&s, ExpectedVersion::Exact(3), vec![event(4)]));
+    tokio::time::timeout(std::time::Duration::from_secs(20), after).await.expect("a dropped hold let go").unwrap();
     assert_eq!(store.stream_version(&s).await.unwrap(), 4);
 }

@@ -46,10 +46,12 @@ const POSITION_GUARD: &str = "((pg_current_xact_id()::text::bigint + (SELECT shi
 /// sequence of its last event.
 /// Position = ((transaction id + shift) << 16) + sequence - 1; see the migrations.
 /// An append is accepted only if its expectation holds and its first position lies
-/// above every stored one (see [`POSITION_GUARD`]). Before it reads a stream's version
-/// it takes the stream's hold, shared (see `super::hold`).
+/// above every stored one (see [`POSITION_GUARD`]). Each append first takes its
+/// stream's hold, shared, so that it waits while another writer holds the stream
+/// (see `super::hold` for how such an append is then refused).
 static APPEND_SQL: LazyLock<String> = LazyLock::new(|| {
     let hold = super::hold::hold_shared("a.stream");
+    let missed = missed_sql("a.stream", "a.exact");
     format!(
         r#"
 WITH appends AS (
@@ -82,11 +84,8 @@ WITH appends AS (
 )
 SELECT a.idx, a.current, a.idx IN (SELECT idx FROM accepted) AS accepted,
        CASE WHEN EXISTS (SELECT 1 FROM accepted) THEN {BASE} END AS base,
-       CASE WHEN a.idx NOT IN (SELECT idx FROM accepted) AND a.kind IN (1, 3) AND a.current > a.exact THEN (
-           SELECT jsonb_agg({MISSED_JSON} ORDER BY version)
-           FROM (SELECT * FROM events WHERE stream_id = a.stream AND version > a.exact ORDER BY version
-                 LIMIT {MISSED_EVENTS_MAX}) m
-       ) END AS missed
+       CASE WHEN a.idx NOT IN (SELECT idx FROM accepted) AND a.kind IN (1, 3) AND a.current > a.exact
+            THEN {missed} END AS missed
 FROM appends a
 "#
     )
@@ -98,6 +97,7 @@ FROM appends a
 /// expectation, `$10..$14` the record, `$15` the number of events.
 static APPEND_ONE_SQL: LazyLock<String> = LazyLock::new(|| {
     let hold = super::hold::hold_shared("$1");
+    let missed = missed_sql("$1", "$9::int8");
     format!(
         r#"
 WITH current AS (
@@ -125,15 +125,23 @@ WITH current AS (
 )
 SELECT c.version, a.version IS NOT NULL AS accepted,
        CASE WHEN a.version IS NOT NULL THEN {BASE} END AS base,
-       CASE WHEN a.version IS NULL AND $8::int4 IN (1, 3) AND c.version > $9::int8 THEN (
-           SELECT jsonb_agg({MISSED_JSON} ORDER BY version)
-           FROM (SELECT * FROM events WHERE stream_id = $1 AND version > $9::int8 ORDER BY version
-                 LIMIT {MISSED_EVENTS_MAX}) m
-       ) END AS missed
+       CASE WHEN a.version IS NULL AND $8::int4 IN (1, 3) AND c.version > $9::int8
+            THEN {missed} END AS missed
 FROM current c LEFT JOIN accepted a ON true
 "#
     )
 });
+
+/// The events of the stream named by the SQL expression `stream` after the version
+/// `exact` (up to [`MISSED_EVENTS_MAX`]), as a JSON array of [`MISSED_JSON`] rows: what
+/// a refused append hands back.
+fn missed_sql(stream: &str, exact: &str) -> String {
+    format!(
+        "(SELECT jsonb_agg({MISSED_JSON} ORDER BY version) \
+         FROM (SELECT * FROM events WHERE stream_id = {stream} AND version > {exact} ORDER BY version \
+               LIMIT {MISSED_EVENTS_MAX}) m)"
+    )
+}
 
 /// Runs the one-append statement on `conn`.
 pub(crate) async fn append_one(conn: &mut PgConnection, request: &AppendRequest) -> Result<Verdict, StoreError> {

@@ -63,6 +63,15 @@ pub(crate) struct Sink {
     pub(crate) notifier: Notifier,
 }
 
+impl Sink {
+    /// Tells this process's readers at once, and other nodes through a coalesced
+    /// `NOTIFY`, that new events were committed.
+    pub(crate) fn announce(&self) {
+        self.signal.notify();
+        self.notifier.poke();
+    }
+}
+
 impl GroupCommit {
     pub(crate) fn start(sink: Sink, concurrency: usize) -> Self {
         let state = State { queue: VecDeque::new(), in_flight: HashSet::new(), free: concurrency.max(1) };
@@ -219,8 +228,7 @@ async fn flush(sink: &Sink, mut group: Vec<Pending>) -> Vec<(Pending, Outcome)> 
         }
     };
     if outcomes.iter().any(Result::is_ok) {
-        sink.signal.notify();
-        sink.notifier.poke();
+        sink.announce();
     }
     group.into_iter().zip(outcomes).collect()
 }

@@ -1,13 +1,17 @@
 //! Holding a stream for one writer on PostgreSQL ([`EventStore::hold_stream`]): a
 //! transaction that takes the stream's advisory lock exclusively, reads and appends
 //! under it, and commits. Every append statement takes the same lock shared (see
-//! [`HOLD_SHARED`]), so while a stream is held, appends to it from every node wait;
+//! [`hold_shared`]), so while a stream is held, appends to it from every node wait;
 //! once the holder asked for the lock, later appends queue behind it (PostgreSQL
 //! grants locks in order), so a writer that keeps losing races is sure to win this one.
 //!
 //! The lock only decides who goes first: the version check and `UNIQUE (stream_id,
-//! version)` still guard every append, held or not. An append whose statement began
-//! before the hold and waited for it fails that check and is refused as usual.
+//! version)` still guard every append, held or not. An append that waited for a hold
+//! read the stream's version in a snapshot taken before it waited (READ COMMITTED
+//! takes it at the statement's start), so it is refused by the unique constraint,
+//! not by the version check: alone, it reads the stream's version and is refused
+//! without missed events; in a group, the group fails and its appends go again one
+//! by one.
 //!
 //! [`EventStore::hold_stream`]: crate::EventStore::hold_stream
 
@@ -20,7 +24,7 @@ use crate::{AppendRequest, AppendResult, HeldStream, RecordedEvent, StoreError, 
 
 /// The advisory-lock class of stream holds ("ordo" in ASCII). Leases use the one-key
 /// form of advisory locks, which never meets this two-key form.
-pub(crate) const HOLD_CLASS: i32 = 0x6f72_646f;
+const HOLD_CLASS: i32 = 0x6f72_646f;
 
 /// The shared hold an append statement takes on the stream named by the SQL
 /// expression `stream` before it reads the stream's version: true once granted.
@@ -55,11 +59,7 @@ impl HeldStream for PgHeld<'_> {
 
     async fn append(self: Box<Self>, request: AppendRequest) -> Result<AppendResult, StoreError> {
         request.validate()?;
-        if request.stream_id != self.stream_id {
-            return Err(StoreError::InvalidAppend {
-                reason: format!("the hold is on {}, not on {}", self.stream_id, request.stream_id),
-            });
-        }
+        crate::store::check_held(&self.stream_id, &request)?;
         let PgHeld { sink, mut tx, .. } = *self;
         let result = match append_one(&mut tx, &request).await {
             Ok(Verdict::Appended(result)) => result,
@@ -75,8 +75,7 @@ impl HeldStream for PgHeld<'_> {
         tx.commit().await.map_err(|e| {
             StoreError::CommitFailed(format!("the commit of a held append failed, it may have committed: {e}"))
         })?;
-        sink.signal.notify();
-        sink.notifier.poke();
+        sink.announce();
         Ok(result)
     }
 }

@@ -238,12 +238,14 @@ pub(crate) async fn append_in(conn: &mut SqliteConnection, request: AppendReques
     let current = crate::queries::stream_version(&mut *conn, stream).await?;
     if !request.expected.accepts(current) {
         // What the writer missed, read on the writer's own connection: no round trip.
+        // Only a stream past the expected version has anything to hand back (and the
+        // expected version, the caller's, may be any number).
         let missed = match request.expected.version() {
-            Some(expected) => {
+            Some(expected) if current > expected => {
                 crate::queries::read_stream(&mut *conn, &request.stream_id, expected + 1, crate::MISSED_EVENTS_MAX)
                     .await?
             }
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         return Err(StoreError::WrongExpectedVersion {
             stream: stream.to_owned(),
