@@ -85,7 +85,11 @@ mod tests {
     #[tokio::test]
     async fn samples_this_process() {
         let sampler = RssSampler::start(std::process::id(), Duration::from_millis(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while sampler.report().samples < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "fewer than 2 samples in 10 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let report = sampler.stop();
         assert!(report.samples >= 2);
         assert!(report.max_mb > 1.0 && report.max_mb >= report.last_mb);

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 
 use errors::projection_error;
 pub(crate) use errors::store_error;
+use utoipa::openapi::{ObjectBuilder, Type};
 
 /// Every command route of the API.
 pub fn command_routes() -> Vec<CommandRoute> {
@@ -104,4 +105,11 @@ impl Domain {
             tracing::debug!(error = %e, "could not refresh projection gauges");
         }
     }
+}
+
+/// The schema of a checked text value: 1 to `max` characters, none of them control
+/// characters (as the values check).
+fn text(max: usize) -> ObjectBuilder {
+    let pattern = r"^[^\x00-\x1F\x7F-\x9F]*$";
+    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(max)).pattern(Some(pattern))
 }

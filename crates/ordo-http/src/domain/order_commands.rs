@@ -60,9 +60,6 @@ impl From<ValidationError> for FieldErrors {
     }
 }
 
-/// Documented without control characters, as the checked values refuse them.
-const TEXT: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
-
 /// `POST /orders`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateOrderBody {
@@ -144,13 +141,12 @@ impl HttpCommand for RemoveItemRequest {
     }
 
     fn path_parameters() -> Vec<Parameter> {
-        let sku = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(64));
         let sku = ParameterBuilder::new()
             .name("sku")
             .parameter_in(ParameterIn::Path)
             .required(Required::True)
             .description(Some("The SKU to remove"))
-            .schema(Some(sku.pattern(Some(TEXT))));
+            .schema(Some(super::text(Sku::MAX_CHARS)));
         vec![sku.build()]
     }
 }

@@ -10,11 +10,11 @@ use ordo_inventory::{StockCommand, StockItem};
 use serde::Deserialize;
 use std::time::Duration;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::{Object, ObjectBuilder, Required, Type};
+use utoipa::openapi::{Object, Required};
 use utoipa::ToSchema;
 
 use super::errors::{projection_error, store_error};
-use super::Domain;
+use super::{text, Domain};
 use crate::command::{
     check_all, command_route, BodyKind, CommandMethod, CommandPath, CommandRoute, FieldErrors, HttpAggregate,
     HttpCommand,
@@ -54,12 +54,6 @@ impl From<ValidationError> for FieldErrors {
     fn from(e: ValidationError) -> Self {
         FieldErrors::one(e.field, e.reason)
     }
-}
-
-/// 1 to `max` characters, none of them control characters (as the values check).
-fn text(max: usize) -> ObjectBuilder {
-    let pattern = r"^[^\x00-\x1F\x7F-\x9F]*$";
-    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(max)).pattern(Some(pattern))
 }
 
 /// `POST /stock/{sku}/restock`: units arrived.
